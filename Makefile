@@ -1,0 +1,112 @@
+# qbit-gluetun-sync - build, test and demo. `make help` lists the targets.
+#
+# Two build variants live side by side: build/release (what ships) and
+# build/asan (AddressSanitizer + UndefinedBehaviorSanitizer, for tests).
+# llhttp is not in the repo: each variant compiles Debian's copy from
+# /usr/share/llhttp into its own static library, warnings off for it alone.
+
+VARIANT ?= release
+BUILD   := build/$(VARIANT)
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+CC      ?= cc
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+ifeq ($(VARIANT),asan)
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN    := -fsanitize=address,undefined
+else ifeq ($(VARIANT),release)
+OPT      := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+LDSAN    :=
+else
+$(error VARIANT must be release or asan)
+endif
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+CPPFLAGS := -D_GNU_SOURCE -DQGS_VERSION='"$(VERSION)"' -Isrc -I$(LLHTTP_INC)
+CFLAGS   := -std=gnu11 $(OPT) $(WARN)
+# libuv and jansson are linked statically so the binary needs nothing but glibc.
+LDLIBS   := -Wl,--as-needed -Wl,-Bstatic -luv_a -ljansson -Wl,-Bdynamic -lpthread -ldl -lrt
+LDFLAGS  := $(LDSAN) -Wl,-z,relro,-z,now
+
+SRCS     := $(wildcard src/*.c)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BIN      := $(BUILD)/qbit-gluetun-sync
+PYTHON   := /usr/bin/python3
+
+.PHONY: all help deps build unit-build unit e2e test test-variant format format-check demo run clean
+
+all: $(BIN)
+
+help:
+	@echo "make demo    install what is needed, build, and run the daemon (the README's first command)"
+	@echo "make test    install what is needed, then run every test in both build variants"
+	@echo "make         build build/release/qbit-gluetun-sync"
+	@echo "make format  reformat the C sources with clang-format"
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/llhttp
+	$(CC) -I$(LLHTTP_INC) -std=gnu11 $(OPT) -w -c -o $@ $<
+
+$(BUILD)/libllhttp.a: $(LLHTTP_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/libqgs.a: $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BIN): $(BUILD)/obj/main.o $(BUILD)/libqgs.a $(BUILD)/libllhttp.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libqgs.a $(BUILD)/libllhttp.a | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/llhttp $(BUILD)/tests:
+	mkdir -p $@
+
+build: $(BIN)
+unit-build: $(UNIT_BINS)
+
+# Runs every unit test program; cmocka prints a summary per program.
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e: $(BIN)
+	QGS_BIN=$(abspath $(BIN)) QGS_SANITIZED=$(if $(filter asan,$(VARIANT)),1,0) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+# One variant: build, unit tests, end-to-end tests.
+test-variant: build unit e2e
+
+# The whole suite, as CI runs it: formatting, then both variants.
+test: deps
+	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory VARIANT=release test-variant
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) --no-print-directory VARIANT=asan test-variant
+	@echo "all tests passed (release and asan+ubsan)"
+
+FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
+
+demo: deps $(BIN)
+	@scripts/demo.sh
+
+run: $(BIN)
+	$(BIN)
+
+clean:
+	rm -rf build

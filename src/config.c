@@ -1,0 +1,222 @@
+/* config.c - reads and validates every environment variable before anything listens. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse.h"
+
+#define PASS_FILE_MAX 4096
+
+/* Collects one line per problem so a user can fix them all in one go. */
+struct problems {
+    char *buf;
+    size_t len, cap;
+    int count;
+};
+
+static void problem(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(struct problems *p, const char *fmt, ...)
+{
+    p->count++;
+    if (p->cap == 0 || p->len + 1 >= p->cap)
+        return;
+    if (p->len > 0)
+        p->buf[p->len++] = '\n';
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(p->buf + p->len, p->cap - p->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        p->len += (size_t)n < p->cap - p->len ? (size_t)n : p->cap - p->len - 1;
+}
+
+/* Returns the variable's value, or NULL when it is unset or empty (empty means default). */
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return (v && *v) ? v : NULL;
+}
+
+static char *dup_or_die(struct problems *p, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        problem(p, "out of memory");
+    return d;
+}
+
+static void load_number(struct problems *p, const char *name, unsigned long min, unsigned long max,
+                        unsigned long def, const char *what, unsigned long *out)
+{
+    const char *v = env(name);
+    *out = def;
+    if (v && parse_ulong(v, min, max, out) != 0)
+        problem(p, "%s=\"%s\": expected %s from %lu to %lu (digits only)", name, v, what, min, max);
+}
+
+/* Reads a secret from a file, without its trailing line break. */
+static char *read_secret_file(struct problems *p, const char *var, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        problem(p, "%s=\"%s\": cannot read the file: %s", var, path, strerror(errno));
+        return NULL;
+    }
+    char *buf = calloc(1, PASS_FILE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, PASS_FILE_MAX + 1, f) : 0;
+    int failed = buf ? ferror(f) : 1;
+    fclose(f);
+    if (failed || n > PASS_FILE_MAX) {
+        problem(p, "%s=\"%s\": %s", var, path, failed ? "cannot read the file" : "file is larger than 4 KiB");
+        free(buf);
+        return NULL;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    if (n == 0 || memchr(buf, '\0', n)) {
+        problem(p, "%s=\"%s\": the file is empty or not text", var, path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+int config_load(struct config *cfg, char *err, size_t errlen)
+{
+    struct problems p = {.buf = err, .cap = errlen};
+    char msg[512];
+    const char *v;
+    unsigned long n;
+
+    memset(cfg, 0, sizeof *cfg);
+    if (errlen > 0)
+        err[0] = '\0';
+
+    v = env("QBIT_ADDR");
+    if (!v)
+        v = "http://localhost:8080";
+    if (url_parse(v, &cfg->qbit, msg, sizeof msg) != 0)
+        problem(&p, "QBIT_ADDR=\"%s\": %s", v, msg);
+    else if (cfg->qbit.https)
+        problem(&p,
+                "QBIT_ADDR=\"%s\": https:// is not supported yet; use http:// (the sidecar runs next to "
+                "qBittorrent)",
+                v);
+
+    const char *user = env("QBIT_USER"), *pass = env("QBIT_PASS"), *pass_file = env("QBIT_PASS_FILE");
+    if (pass && pass_file)
+        problem(&p, "QBIT_PASS and QBIT_PASS_FILE=\"%s\" are both set; set only one", pass_file);
+    else if (user && !pass && !pass_file)
+        problem(&p, "QBIT_USER=\"%s\" is set but QBIT_PASS (or QBIT_PASS_FILE) is not; set both or neither",
+                user);
+    else if (!user && (pass || pass_file))
+        problem(&p, "%s is set but QBIT_USER is not; set both or neither",
+                pass ? "QBIT_PASS" : "QBIT_PASS_FILE");
+    else if (user) {
+        cfg->qbit_user = dup_or_die(&p, user);
+        cfg->qbit_pass = pass ? dup_or_die(&p, pass) : read_secret_file(&p, "QBIT_PASS_FILE", pass_file);
+    }
+
+    v = env("PORT_FILE");
+    cfg->port_file = dup_or_die(&p, v ? v : "/tmp/gluetun/forwarded_port");
+
+    load_number(&p, "LISTEN_PORT", 1, 65535, 9090, "a port number", &n);
+    cfg->listen_port = (uint16_t)n;
+
+    v = env("LISTEN_ADDR");
+    if (v) {
+        struct in6_addr a;
+        char bare[INET6_ADDRSTRLEN];
+        size_t len = strlen(v);
+        /* Accept "[::1]" as well as "::1": people copy addresses from URLs. */
+        if (len > 2 && v[0] == '[' && v[len - 1] == ']' && len - 2 < sizeof bare) {
+            memcpy(bare, v + 1, len - 2);
+            bare[len - 2] = '\0';
+        } else if (len < sizeof bare) {
+            memcpy(bare, v, len + 1);
+        } else {
+            bare[0] = '\0';
+        }
+        if (inet_pton(AF_INET, bare, &a) == 1 || inet_pton(AF_INET6, bare, &a) == 1)
+            cfg->listen_addr = dup_or_die(&p, bare);
+        else
+            problem(&p, "LISTEN_ADDR=\"%s\": expected an IPv4 or IPv6 address such as 127.0.0.1 or ::", v);
+    }
+
+    v = getenv("ALLOWED_IPS");
+    cfg->allowed_ips_text = dup_or_die(&p, v ? v : "");
+    if (allowlist_parse(v ? v : "", &cfg->allowed, msg, sizeof msg) != 0)
+        problem(&p,
+                "ALLOWED_IPS=\"%s\": %s; expected comma-separated IPs or CIDRs such as 192.168.1.0/24, ::1",
+                v, msg);
+
+    v = env("LOG_LEVEL");
+    cfg->log_level = LOG_INFO;
+    if (v && log_level_parse(v, &cfg->log_level) != 0)
+        problem(&p, "LOG_LEVEL=\"%s\": expected debug, info, warn or error", v);
+
+    load_number(&p, "HEADER_TIMEOUT", 1, 3600, 10, "a number of seconds", &n);
+    cfg->header_timeout_ms = (unsigned)n * 1000;
+    load_number(&p, "IDLE_TIMEOUT", 1, 86400, 60, "a number of seconds", &n);
+    cfg->idle_timeout_ms = (unsigned)n * 1000;
+    load_number(&p, "SHUTDOWN_TIMEOUT", 0, 3600, 10, "a number of seconds", &n);
+    cfg->shutdown_timeout_ms = (unsigned)n * 1000;
+    load_number(&p, "MAX_HEADER_SIZE", 1024, 1048576, 16384, "a size in bytes", &n);
+    cfg->max_header_size = n;
+    load_number(&p, "MAX_CONNECTIONS", 1, 1000000, 1024, "a number of connections", &n);
+    cfg->max_connections = (unsigned)n;
+
+    if (p.count > 0) {
+        config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg->qbit_user);
+    wipe_free(cfg->qbit_pass);
+    free(cfg->port_file);
+    free(cfg->listen_addr);
+    free(cfg->allowed_ips_text);
+    allowlist_free(cfg->allowed);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+    fprintf(out, "QBIT_ADDR=%s%s\n", cfg->qbit.origin, cfg->qbit.prefix);
+    fprintf(out, "QBIT_USER=%s\n", cfg->qbit_user ? cfg->qbit_user : "");
+    fprintf(out, "QBIT_PASS=%s\n", cfg->qbit_pass ? "******** (set)" : "");
+    fprintf(out, "PORT_FILE=%s\n", cfg->port_file);
+    fprintf(out, "LISTEN_ADDR=%s\n", cfg->listen_addr ? cfg->listen_addr : "(all interfaces, IPv4 and IPv6)");
+    fprintf(out, "LISTEN_PORT=%u\n", cfg->listen_port);
+    fprintf(out, "ALLOWED_IPS=");
+    size_t count = allowlist_count(cfg->allowed);
+    for (size_t i = 0; i < count; i++) {
+        char buf[INET6_ADDRSTRLEN + 8];
+        fprintf(out, "%s%s", i ? "," : "", allowlist_entry_format(cfg->allowed, i, buf, sizeof buf));
+    }
+    fprintf(out, "%s\n", count ? "" : "(empty: every client is denied)");
+    fprintf(out, "LOG_LEVEL=%s\n", log_level_name(cfg->log_level));
+    fprintf(out, "HEADER_TIMEOUT=%u\n", cfg->header_timeout_ms / 1000);
+    fprintf(out, "IDLE_TIMEOUT=%u\n", cfg->idle_timeout_ms / 1000);
+    fprintf(out, "SHUTDOWN_TIMEOUT=%u\n", cfg->shutdown_timeout_ms / 1000);
+    fprintf(out, "MAX_HEADER_SIZE=%zu\n", cfg->max_header_size);
+    fprintf(out, "MAX_CONNECTIONS=%u\n", cfg->max_connections);
+}

@@ -1,0 +1,48 @@
+/*
+ * config.h - the daemon's whole configuration, read from the environment and
+ * validated before anything listens. Variable names and defaults are those of
+ * the Go sidecar this replaces, plus a few of our own.
+ */
+#ifndef QGS_CONFIG_H
+#define QGS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "allowlist.h"
+#include "log.h"
+#include "url.h"
+
+struct config {
+    struct url qbit;              /* QBIT_ADDR */
+    char *qbit_user;              /* QBIT_USER, NULL when unset */
+    char *qbit_pass;              /* QBIT_PASS or QBIT_PASS_FILE's contents, NULL when unset */
+    char *port_file;              /* PORT_FILE */
+    uint16_t listen_port;         /* LISTEN_PORT */
+    char *listen_addr;            /* LISTEN_ADDR, NULL = all interfaces, dual-stack if possible */
+    char *allowed_ips_text;       /* ALLOWED_IPS as given */
+    struct allowlist *allowed;    /* ALLOWED_IPS parsed; empty denies everyone */
+    enum log_level log_level;     /* LOG_LEVEL */
+    unsigned header_timeout_ms;   /* HEADER_TIMEOUT: a request head must arrive within it */
+    unsigned idle_timeout_ms;     /* IDLE_TIMEOUT: an idle client connection is closed after it */
+    unsigned shutdown_timeout_ms; /* SHUTDOWN_TIMEOUT: in-flight requests get this long on SIGTERM */
+    size_t max_header_size;       /* MAX_HEADER_SIZE: larger request heads get 431 */
+    unsigned max_connections;     /* MAX_CONNECTIONS: concurrent clients, beyond it 503 */
+};
+
+/*
+ * Reads every variable from the environment into *cfg. Returns 0, or -1 when
+ * anything is invalid; then err holds one line per problem, each naming the
+ * variable, its value and what is expected. On failure *cfg holds nothing that
+ * needs freeing. On success free it with config_free.
+ */
+int config_load(struct config *cfg, char *err, size_t errlen);
+
+/* Frees what config_load allocated (the password is wiped first). */
+void config_free(struct config *cfg);
+
+/* Writes the effective configuration, one VAR=value per line, password masked. */
+void config_print(const struct config *cfg, FILE *out);
+
+#endif

@@ -1,0 +1,181 @@
+/* http.c - bounded capture of message heads and formatting of the sidecar's own responses. */
+#include "http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void http_head_init(struct http_head *h, size_t limit)
+{
+    memset(h, 0, sizeof *h);
+    h->limit = limit;
+}
+
+void http_head_reset(struct http_head *h)
+{
+    h->len = 0;
+    h->url = h->url_len = 0;
+    h->count = 0;
+    h->in_value = 0;
+}
+
+void http_head_free(struct http_head *h)
+{
+    free(h->buf);
+    h->buf = NULL;
+    h->len = h->cap = 0;
+}
+
+/* Appends bytes to the buffer, growing it by doubling up to the limit. */
+static int append(struct http_head *h, const char *at, size_t len)
+{
+    if (len > h->limit - h->len)
+        return -E2BIG;
+    if (h->len + len > h->cap) {
+        size_t cap = h->cap ? h->cap : 1024;
+        while (cap < h->len + len)
+            cap *= 2;
+        if (cap > h->limit)
+            cap = h->limit;
+        char *buf = realloc(h->buf, cap);
+        if (!buf)
+            return -ENOMEM;
+        h->buf = buf;
+        h->cap = cap;
+    }
+    memcpy(h->buf + h->len, at, len);
+    h->len += len;
+    return 0;
+}
+
+int http_head_add_url(struct http_head *h, const char *at, size_t len)
+{
+    if (h->url_len == 0)
+        h->url = (uint32_t)h->len;
+    int rc = append(h, at, len);
+    if (rc == 0)
+        h->url_len += (uint32_t)len;
+    return rc;
+}
+
+int http_head_add_field(struct http_head *h, const char *at, size_t len)
+{
+    /* A name fragment after a value (or first of all) starts a new header. */
+    if (h->in_value || h->count == 0) {
+        if (h->count == HTTP_MAX_HEADERS)
+            return -E2BIG;
+        struct http_header *hd = &h->headers[h->count++];
+        hd->name = (uint32_t)h->len;
+        hd->name_len = 0;
+        hd->value = (uint32_t)h->len;
+        hd->value_len = 0;
+        h->in_value = 0;
+    }
+    int rc = append(h, at, len);
+    if (rc == 0)
+        h->headers[h->count - 1].name_len += (uint32_t)len;
+    return rc;
+}
+
+int http_head_add_value(struct http_head *h, const char *at, size_t len)
+{
+    if (h->count == 0)
+        return -EINVAL;
+    struct http_header *hd = &h->headers[h->count - 1];
+    if (!h->in_value) {
+        hd->value = (uint32_t)h->len;
+        h->in_value = 1;
+    }
+    int rc = append(h, at, len);
+    if (rc == 0)
+        hd->value_len += (uint32_t)len;
+    return rc;
+}
+
+const char *http_head_url(const struct http_head *h, size_t *len)
+{
+    *len = h->url_len;
+    return h->buf ? h->buf + h->url : "";
+}
+
+const char *http_head_find(const struct http_head *h, const char *name, size_t *len)
+{
+    size_t name_len = strlen(name);
+    for (unsigned i = 0; i < h->count; i++) {
+        const struct http_header *hd = &h->headers[i];
+        if (hd->name_len == name_len && strncasecmp(h->buf + hd->name, name, name_len) == 0) {
+            *len = hd->value_len;
+            return h->buf + hd->value;
+        }
+    }
+    return NULL;
+}
+
+const char *http_status_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
+    }
+}
+
+int http_format_response(char *buf, size_t cap, int status, const char *extra_headers, const char *body,
+                         int head_only, int keep_alive)
+{
+    size_t body_len = strlen(body);
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "%s"
+                     "Connection: %s\r\n"
+                     "\r\n"
+                     "%s",
+                     status, http_status_reason(status), body_len, extra_headers ? extra_headers : "",
+                     keep_alive ? "keep-alive" : "close", head_only ? "" : body);
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    return n;
+}

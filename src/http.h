@@ -1,0 +1,69 @@
+/*
+ * http.h - HTTP/1.1 pieces shared by the server and the upstream client:
+ * capture of a message head from llhttp's callbacks into one bounded buffer,
+ * header lookup, and formatting of the small responses the sidecar makes itself.
+ * Pure: no I/O, no event loop.
+ */
+#ifndef QGS_HTTP_H
+#define QGS_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_MAX_HEADERS 100
+
+struct http_header {
+    uint32_t name, name_len; /* offsets into http_head.buf */
+    uint32_t value, value_len;
+};
+
+/*
+ * A message head as llhttp delivers it: the URL (or status text) and the
+ * header fields, each possibly in several fragments. Everything is appended
+ * to one buffer that grows up to `limit` bytes; the head owns the buffer.
+ */
+struct http_head {
+    char *buf;
+    size_t len, cap, limit;
+    uint32_t url, url_len;
+    struct http_header headers[HTTP_MAX_HEADERS];
+    unsigned count;
+    int in_value; /* the last fragment was a header value */
+};
+
+/* Prepares an empty head that may hold up to limit bytes. Allocates nothing yet. */
+void http_head_init(struct http_head *h, size_t limit);
+
+/* Empties the head for the next message, keeping its buffer. */
+void http_head_reset(struct http_head *h);
+
+/* Frees the buffer. */
+void http_head_free(struct http_head *h);
+
+/*
+ * Append a fragment of the URL, a header name or a header value. Each returns 0,
+ * -E2BIG when the head would exceed its limit or HTTP_MAX_HEADERS, or -ENOMEM.
+ */
+int http_head_add_url(struct http_head *h, const char *at, size_t len);
+int http_head_add_field(struct http_head *h, const char *at, size_t len);
+int http_head_add_value(struct http_head *h, const char *at, size_t len);
+
+/* Returns a pointer to the URL (not NUL-terminated) and its length in *len. */
+const char *http_head_url(const struct http_head *h, size_t *len);
+
+/* Returns the first value of the named header (case-insensitive) and its length, or NULL. */
+const char *http_head_find(const struct http_head *h, const char *name, size_t *len);
+
+/* Returns the standard reason phrase for a status code ("Not Found"), or "Unknown". */
+const char *http_status_reason(int status);
+
+/*
+ * Formats a complete response with a text body into buf. extra_headers is
+ * NULL or lines each ending in "\r\n". With head_only (a HEAD request) the
+ * body is left out but Content-Length still describes it. Returns the length,
+ * or -1 when buf is too small.
+ */
+int http_format_response(char *buf, size_t cap, int status, const char *extra_headers, const char *body,
+                         int head_only, int keep_alive);
+
+#endif

@@ -1,0 +1,50 @@
+/* log.h - one line per event on stderr: time, level, message. Never secrets. */
+#ifndef QGS_LOG_H
+#define QGS_LOG_H
+
+#include <stdint.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Sets the lowest level that is written; the default is LOG_INFO. */
+void log_set_level(enum log_level level);
+
+/* Returns nonzero when a message at this level would be written. */
+int log_enabled(enum log_level level);
+
+/* Parses "debug", "info", "warn" or "error"; returns 0, or -1 for anything else. */
+int log_level_parse(const char *name, enum log_level *out);
+
+/* Returns the lower-case name of a level. */
+const char *log_level_name(enum log_level level);
+
+/* Writes one line: "2026-11-26T02:00:00.123Z info  message". */
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+/*
+ * A limiter for messages a remote peer can cause (denials, bad requests), so a
+ * scanner cannot fill a disk. Within each window the first `burst` events are
+ * logged; the rest are counted and reported in one summary line when the next
+ * window's first event arrives (or at log_limiter_flush).
+ */
+struct log_limiter {
+    const char *what;   /* e.g. "denied requests", used in the summary */
+    uint64_t window_ms; /* window length */
+    unsigned burst;     /* events logged in full per window */
+    uint64_t window_start;
+    unsigned in_window;
+    unsigned long suppressed;
+};
+
+/* Returns 1 when the caller should log this event in full, 0 when it was counted instead. */
+int log_limiter_allow(struct log_limiter *lim, uint64_t now_ms);
+
+/* Logs the summary of suppressed events, if any, and resets the count. */
+void log_limiter_flush(struct log_limiter *lim);
+
+#endif

@@ -1,0 +1,134 @@
+/* main.c - command line, configuration, signals and the event loop. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+#define EXIT_CONFIG 2
+
+struct daemon {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct server *server;
+    uv_signal_t sigterm, sigint;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: qbit-gluetun-sync [--check-config | --help | --version]\n"
+                 "\n"
+                 "Keeps qBittorrent's listening port equal to Gluetun's forwarded port and\n"
+                 "serves the qBittorrent WebUI through an allow-listed reverse proxy.\n"
+                 "Configured by environment variables:\n"
+                 "  QBIT_ADDR         qBittorrent WebUI address (http://localhost:8080)\n"
+                 "  QBIT_USER         WebUI user name (empty: rely on localhost bypass)\n"
+                 "  QBIT_PASS         WebUI password (or QBIT_PASS_FILE: read it from a file)\n"
+                 "  PORT_FILE         Gluetun's forwarded port file (/tmp/gluetun/forwarded_port)\n"
+                 "  LISTEN_ADDR       address to listen on (all interfaces, IPv4 and IPv6)\n"
+                 "  LISTEN_PORT       port to listen on (9090)\n"
+                 "  ALLOWED_IPS       comma-separated IPs/CIDRs allowed in (empty: nobody)\n"
+                 "  LOG_LEVEL         debug, info, warn or error (info)\n"
+                 "  HEADER_TIMEOUT    seconds a client has to send a request head (10)\n"
+                 "  IDLE_TIMEOUT      seconds an idle client connection is kept (60)\n"
+                 "  SHUTDOWN_TIMEOUT  seconds in-flight requests get on SIGTERM (10)\n"
+                 "  MAX_HEADER_SIZE   largest request head in bytes (16384)\n"
+                 "  MAX_CONNECTIONS   concurrent client connections (1024)\n"
+                 "\n"
+                 "  --check-config    validate the configuration, print it and exit (0 ok, 2 invalid)\n"
+                 "  --help            show this help\n"
+                 "  --version         show the version\n");
+}
+
+static void on_stopped(void *arg)
+{
+    struct daemon *d = arg;
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    struct daemon *d = handle->data;
+    static int count;
+    if (count++ == 0)
+        log_info("received %s; shutting down (up to %u s for requests in flight)", strsignal(signum),
+                 d->cfg.shutdown_timeout_ms / 1000);
+    else
+        log_info("received %s again; closing every connection now", strsignal(signum));
+    server_stop(d->server, on_stopped, d);
+}
+
+int main(int argc, char **argv)
+{
+    int check_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+            printf("qbit-gluetun-sync %s\n", QGS_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check_only = 1;
+        } else {
+            fprintf(stderr, "qbit-gluetun-sync: unknown argument \"%s\"\n", argv[i]);
+            usage(stderr);
+            return EXIT_CONFIG;
+        }
+    }
+
+    static struct daemon d;
+    char err[4096];
+    if (config_load(&d.cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "qbit-gluetun-sync: invalid configuration:\n");
+        for (char *line = err, *nl; *line; line = nl ? nl + 1 : line + strlen(line)) {
+            nl = strchr(line, '\n');
+            fprintf(stderr, "  %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
+        }
+        return EXIT_CONFIG;
+    }
+    if (check_only) {
+        config_print(&d.cfg, stdout);
+        printf("configuration OK\n");
+        config_free(&d.cfg);
+        return 0;
+    }
+    log_set_level(d.cfg.log_level);
+    if (allowlist_count(d.cfg.allowed) == 0)
+        log_warn("ALLOWED_IPS is empty: every client except health probes is denied");
+
+    /* Writes to a closed socket must fail with EPIPE, not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+
+    d.loop = uv_default_loop();
+    int exit_code = 0;
+    if (server_start(d.loop, &d.cfg, &d.server) != 0) {
+        exit_code = 1;
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    /*
+     * As PID 1 in a container the kernel ignores signals that have no handler,
+     * so SIGTERM must be handled explicitly for `docker stop` to work.
+     */
+    uv_signal_init(d.loop, &d.sigterm);
+    uv_signal_init(d.loop, &d.sigint);
+    d.sigterm.data = d.sigint.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    log_info("qbit-gluetun-sync %s started", QGS_VERSION);
+
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    log_info("stopped");
+
+out:
+    server_free(d.server);
+    uv_loop_close(d.loop);
+    config_free(&d.cfg);
+    return exit_code;
+}

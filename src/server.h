@@ -1,0 +1,35 @@
+/*
+ * server.h - the front door: a TCP listener on LISTEN_ADDR:LISTEN_PORT whose
+ * clients speak HTTP/1.1 (keep-alive, pipelining, HTTP/1.0). It answers
+ * /healthz itself, refuses clients outside ALLOWED_IPS, and bounds every
+ * client: head size, head and idle timeouts, connection count.
+ */
+#ifndef QGS_SERVER_H
+#define QGS_SERVER_H
+
+#include <uv.h>
+
+#include "config.h"
+
+struct server;
+
+/*
+ * Binds and starts listening. The config must outlive the server. Returns 0
+ * and the server in *out, or a negative libuv error (already logged, naming
+ * the address) when nothing could be bound.
+ */
+int server_start(uv_loop_t *loop, const struct config *cfg, struct server **out);
+
+/*
+ * Graceful stop: closes the listener at once, closes idle clients, lets
+ * requests in flight finish until the config's shutdown timeout, then closes
+ * the rest. Calls on_stopped(arg) once, when every handle is closed; after that
+ * the caller frees the server with server_free. A second call closes every
+ * client at once.
+ */
+void server_stop(struct server *srv, void (*on_stopped)(void *arg), void *arg);
+
+/* Frees a stopped server; NULL is a no-op. */
+void server_free(struct server *srv);
+
+#endif
