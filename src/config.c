@@ -179,6 +179,12 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     cfg->max_header_size = n;
     load_number(&p, "MAX_CONNECTIONS", 1, 1000000, 1024, "a number of connections", &n);
     cfg->max_connections = (unsigned)n;
+    load_number(&p, "UPSTREAM_CONNECT_TIMEOUT", 1, 600, 5, "a number of seconds", &n);
+    cfg->upstream_connect_timeout_ms = (unsigned)n * 1000;
+    load_number(&p, "UPSTREAM_TIMEOUT", 1, 3600, 60, "a number of seconds", &n);
+    cfg->upstream_timeout_ms = (unsigned)n * 1000;
+    load_number(&p, "MAX_BUFFERED_BODY", 0, 1UL << 30, 64UL << 20, "a size in bytes", &n);
+    cfg->max_buffered_body = n;
 
     if (p.count > 0) {
         config_free(cfg);
@@ -219,4 +225,7 @@ void config_print(const struct config *cfg, FILE *out)
     fprintf(out, "SHUTDOWN_TIMEOUT=%u\n", cfg->shutdown_timeout_ms / 1000);
     fprintf(out, "MAX_HEADER_SIZE=%zu\n", cfg->max_header_size);
     fprintf(out, "MAX_CONNECTIONS=%u\n", cfg->max_connections);
+    fprintf(out, "UPSTREAM_CONNECT_TIMEOUT=%u\n", cfg->upstream_connect_timeout_ms / 1000);
+    fprintf(out, "UPSTREAM_TIMEOUT=%u\n", cfg->upstream_timeout_ms / 1000);
+    fprintf(out, "MAX_BUFFERED_BODY=%zu\n", cfg->max_buffered_body);
 }

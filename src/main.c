@@ -7,7 +7,9 @@
 
 #include "config.h"
 #include "log.h"
+#include "proxy.h"
 #include "server.h"
+#include "upstream.h"
 
 #define EXIT_CONFIG 2
 
@@ -15,6 +17,8 @@ struct daemon {
     uv_loop_t *loop;
     struct config cfg;
     struct server *server;
+    struct upstream *upstream;
+    struct proxy *proxy;
     uv_signal_t sigterm, sigint;
 };
 
@@ -38,6 +42,9 @@ static void usage(FILE *out)
                  "  SHUTDOWN_TIMEOUT  seconds in-flight requests get on SIGTERM (10)\n"
                  "  MAX_HEADER_SIZE   largest request head in bytes (16384)\n"
                  "  MAX_CONNECTIONS   concurrent client connections (1024)\n"
+                 "  UPSTREAM_CONNECT_TIMEOUT  seconds to connect to qBittorrent, per address (5)\n"
+                 "  UPSTREAM_TIMEOUT  seconds to wait for qBittorrent's answer or a stalled transfer (60)\n"
+                 "  MAX_BUFFERED_BODY bytes of a chunked request body collected for qBittorrent (67108864)\n"
                  "\n"
                  "  --check-config    validate the configuration, print it and exit (0 ok, 2 invalid)\n"
                  "  --help            show this help\n"
@@ -47,6 +54,7 @@ static void usage(FILE *out)
 static void on_stopped(void *arg)
 {
     struct daemon *d = arg;
+    upstream_close(d->upstream);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }
@@ -107,7 +115,19 @@ int main(int argc, char **argv)
 
     d.loop = uv_default_loop();
     int exit_code = 0;
-    if (server_start(d.loop, &d.cfg, &d.server) != 0) {
+    struct upstream_options uo = {
+        .connect_timeout_ms = d.cfg.upstream_connect_timeout_ms,
+        .response_timeout_ms = d.cfg.upstream_timeout_ms,
+        .io_timeout_ms = d.cfg.upstream_timeout_ms,
+        .pool_idle_ms = 4000, /* qBittorrent closes idle connections after about 7 s */
+        .pool_max = 32,
+    };
+    if (upstream_new(d.loop, &d.cfg.qbit, &uo, &d.upstream) != 0 ||
+        proxy_new(d.loop, &d.cfg, d.upstream, &d.proxy) != 0) {
+        log_error("out of memory");
+        return 1;
+    }
+    if (server_start(d.loop, &d.cfg, d.proxy, &d.server) != 0) {
         exit_code = 1;
         uv_run(d.loop, UV_RUN_DEFAULT);
         goto out;
@@ -128,6 +148,8 @@ int main(int argc, char **argv)
 
 out:
     server_free(d.server);
+    proxy_free(d.proxy);
+    upstream_free(d.upstream);
     uv_loop_close(d.loop);
     config_free(&d.cfg);
     return exit_code;

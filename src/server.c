@@ -8,8 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+#include "client.h"
 #include "http.h"
 #include "log.h"
+#include "proxy.h"
+#include "rewrite.h"
 
 #define READ_BUF_SIZE 65536
 #define RESPONSE_MAX 1024
@@ -21,7 +25,19 @@ enum conn_phase {
     PHASE_IDLE,   /* waiting for the first byte of a request */
     PHASE_HEAD,   /* inside a request head: the header timeout runs */
     PHASE_BODY,   /* head complete, body still arriving */
+    PHASE_WAIT,   /* request complete, the proxied response not yet finished */
+    PHASE_TUNNEL, /* after a 101: raw bytes both ways */
     PHASE_LINGER, /* last response sent and write side shut: discard input until EOF */
+};
+
+/* Where a request goes, decided when its head is complete. */
+enum route {
+    ROUTE_PROXY,
+    ROUTE_HEALTHZ,
+    ROUTE_DENIED,
+    ROUTE_BAD_TARGET,
+    ROUTE_CROSS_ORIGIN,
+    ROUTE_NO_UPSTREAM,
 };
 
 struct client_conn {
@@ -32,15 +48,22 @@ struct client_conn {
     struct client_conn *prev, *next;
     llhttp_t parser;
     struct http_head head;
+    struct buf stash;          /* received bytes held while the parser waits */
+    struct proxy_exchange *ex; /* the proxied exchange in progress, or NULL */
     enum conn_phase phase;
+    enum route route;
     int handles_open;
     unsigned writes_pending;
     int head_error;         /* status chosen by a parser callback (431), else 0 */
     bool closing;           /* uv_close called; freed in the last close callback */
     bool close_after_write; /* no more requests: shut down once the writes drain */
     bool shutting_down;
-    bool read_paused;
-    bool eof; /* the client closed its side */
+    bool reading;      /* uv_read_start is in effect */
+    bool waiting;      /* the proxy holds the request until client_continue */
+    bool bp_paused;    /* the proxy asked us to stop reading (its upstream is full) */
+    bool drain_wanted; /* tell the proxy when our write queue drains */
+    bool in_feed;      /* inside llhttp_execute */
+    bool eof;          /* the client closed its side */
     bool peer_allowed;
     char peer[INET6_ADDRSTRLEN];
 };
@@ -54,6 +77,7 @@ struct write_req {
 struct server {
     uv_loop_t *loop;
     const struct config *cfg;
+    struct proxy *proxy;
     uv_tcp_t *listener;
     uv_timer_t deadline;
     struct client_conn *conns;
@@ -69,6 +93,39 @@ struct server {
 static void conn_close(struct client_conn *c);
 static void server_maybe_stopped(struct server *srv);
 static void on_conn_timer(uv_timer_t *t);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+static void conn_feed(struct client_conn *c, const char *data, size_t len);
+
+static size_t queued(const struct client_conn *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+/* Reads exactly when the connection can use what it reads; every state change ends here. */
+static void update_reading(struct client_conn *c)
+{
+    bool want;
+    if (c->closing || c->eof)
+        want = false;
+    else if (c->phase == PHASE_LINGER)
+        want = true;
+    else
+        want = !c->close_after_write && !c->waiting && !c->bp_paused && c->phase != PHASE_WAIT &&
+               queued(c) <= WRITE_QUEUE_MAX;
+    if (want == c->reading)
+        return;
+    c->reading = want;
+    if (want)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void arm_timer(struct client_conn *c, unsigned ms)
+{
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+}
 
 /* ---- writing and closing ---- */
 
@@ -87,48 +144,80 @@ static void on_write_done(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
+    if (c->writes_pending > 0)
+        arm_timer(c, c->srv->cfg->idle_timeout_ms); /* the client is reading: not idle */
+    if (c->drain_wanted && queued(c) < WRITE_QUEUE_MAX / 2) {
+        c->drain_wanted = false;
+        if (c->ex)
+            proxy_client_drained(c->ex);
+    }
     conn_after_write(c);
 }
 
-static void conn_write(struct client_conn *c, const char *data, size_t len)
+void client_writev(struct client_conn *c, const uv_buf_t *bufs, unsigned nbufs)
 {
-    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
-    /* Most responses fit the socket buffer: write them now, without a copy. */
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
-    if (n == (int)len) {
-        conn_after_write(c);
+    if (c->closing)
         return;
-    }
+    size_t total = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    /* Most writes fit the socket buffer: send them now, without a copy. */
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+    if (n == (int)total)
+        return;
     if (n < 0 && n != UV_EAGAIN) {
         log_debug("client %s: write failed: %s", c->peer, uv_strerror(n));
         conn_close(c);
         return;
     }
     size_t done = n > 0 ? (size_t)n : 0;
-    struct write_req *wr = malloc(sizeof *wr + len - done);
+    struct write_req *wr = malloc(sizeof *wr + total - done);
     if (!wr) {
         log_error("client %s: out of memory for a response", c->peer);
         conn_close(c);
         return;
     }
     wr->conn = c;
-    memcpy(wr->data, data + done, len - done);
-    buf = uv_buf_init(wr->data, (unsigned)(len - done));
-    int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write_done);
-    if (rc < 0) {
+    size_t at = 0, skip = done;
+    for (unsigned i = 0; i < nbufs; i++) {
+        size_t len = bufs[i].len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        memcpy(wr->data + at, bufs[i].base + skip, len - skip);
+        at += len - skip;
+        skip = 0;
+    }
+    uv_buf_t rest = uv_buf_init(wr->data, (unsigned)at);
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &rest, 1, on_write_done) < 0) {
         free(wr);
         conn_close(c);
         return;
     }
     c->writes_pending++;
-    if (!c->read_paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_QUEUE_MAX) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->read_paused = true;
+    arm_timer(c, c->srv->cfg->idle_timeout_ms);
+    if (queued(c) > WRITE_QUEUE_MAX) {
+        c->drain_wanted = true;
+        update_reading(c);
     }
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+void client_write(struct client_conn *c, const char *data, size_t len)
+{
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+    client_writev(c, &buf, 1);
+}
+
+size_t client_queued(const struct client_conn *c)
+{
+    return queued(c);
+}
+
+const char *client_peer(const struct client_conn *c)
+{
+    return c->peer;
+}
 
 static void on_linger_timeout(uv_timer_t *t)
 {
@@ -151,20 +240,13 @@ static void on_shutdown(uv_shutdown_t *req, int status)
      */
     c->phase = PHASE_LINGER;
     uv_timer_start(&c->timer, on_linger_timeout, LINGER_MS, 0);
-    if (c->read_paused) {
-        c->read_paused = false;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    }
+    update_reading(c);
 }
 
 static void conn_after_write(struct client_conn *c)
 {
-    if (c->read_paused && !c->close_after_write &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_QUEUE_MAX / 2) {
-        c->read_paused = false;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    }
-    if (c->writes_pending > 0 || !c->close_after_write || c->shutting_down)
+    update_reading(c);
+    if (c->writes_pending > 0 || !c->close_after_write || c->shutting_down || c->closing)
         return;
     c->shutting_down = true;
     c->shutdown_req.data = c;
@@ -186,18 +268,30 @@ static void on_conn_handle_closed(uv_handle_t *handle)
         c->next->prev = c->prev;
     srv->nconns--;
     http_head_free(&c->head);
+    buf_free(&c->stash);
     free(c);
     server_maybe_stopped(srv);
 }
 
 /* The one teardown path of a client: every error and timeout ends here. */
-static void conn_close(struct client_conn *c)
+static void conn_close_how(struct client_conn *c, bool reset)
 {
     if (c->closing)
         return;
     c->closing = true;
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    if (c->ex) {
+        struct proxy_exchange *ex = c->ex;
+        c->ex = NULL;
+        proxy_client_gone(ex);
+    }
+    if (!reset || uv_tcp_close_reset(&c->tcp, on_conn_handle_closed) != 0)
+        uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void conn_close(struct client_conn *c)
+{
+    conn_close_how(c, false);
 }
 
 /* ---- responses ---- */
@@ -215,7 +309,8 @@ static void respond(struct client_conn *c, int status, const char *extra_headers
         conn_close(c);
         return;
     }
-    conn_write(c, buf, (size_t)n);
+    client_write(c, buf, (size_t)n);
+    conn_after_write(c);
 }
 
 /* Answers a request that cannot be parsed or served, and closes the connection after it. */
@@ -223,12 +318,83 @@ static void conn_fail(struct client_conn *c, int status, const char *reason)
 {
     if (log_limiter_allow(&c->srv->client_error_limit, uv_now(c->srv->loop)))
         log_info("client %s: %d %s: %s", c->peer, status, http_status_reason(status), reason);
-    char body[128];
+    char body[160];
     snprintf(body, sizeof body, "%s\n", reason);
     /* Bounds the wait for a client that never reads the answer. */
-    uv_timer_start(&c->timer, on_conn_timer, c->srv->cfg->idle_timeout_ms, 0);
+    arm_timer(c, c->srv->cfg->idle_timeout_ms);
     respond(c, status, NULL, body, false);
 }
+
+/* ---- the proxy's view of the connection (client.h) ---- */
+
+/* Takes the held bytes and parses them; the parser may hold a new remainder. */
+static void feed_stash(struct client_conn *c)
+{
+    struct buf held = c->stash;
+    buf_init(&c->stash, held.limit);
+    if (held.len > 0)
+        conn_feed(c, held.data, held.len);
+    buf_free(&held);
+    update_reading(c);
+}
+
+void client_continue(struct client_conn *c)
+{
+    c->waiting = false;
+    llhttp_resume(&c->parser);
+    feed_stash(c);
+}
+
+void client_pause(struct client_conn *c, int paused)
+{
+    c->bp_paused = paused != 0;
+    update_reading(c);
+}
+
+void client_start_tunnel(struct client_conn *c)
+{
+    c->phase = PHASE_TUNNEL;
+    arm_timer(c, c->srv->cfg->idle_timeout_ms);
+    struct buf held = c->stash;
+    buf_init(&c->stash, held.limit);
+    if (held.len > 0 && c->ex)
+        proxy_tunnel(c->ex, held.data, held.len);
+    buf_free(&held);
+    update_reading(c);
+}
+
+void client_exchange_done(struct client_conn *c, int keep_alive)
+{
+    c->ex = NULL;
+    c->phase = PHASE_IDLE;
+    c->bp_paused = false;
+    if (!keep_alive || c->srv->stopping) {
+        c->close_after_write = true;
+        conn_after_write(c);
+        return;
+    }
+    arm_timer(c, c->srv->cfg->idle_timeout_ms);
+    if (c->in_feed)
+        return; /* the feeding loop goes on with the next request */
+    llhttp_resume(&c->parser);
+    feed_stash(c);
+}
+
+void client_exchange_fail(struct client_conn *c, int status, const char *body)
+{
+    c->ex = NULL;
+    c->bp_paused = false;
+    c->waiting = false;
+    conn_fail(c, status, body);
+}
+
+void client_abort(struct client_conn *c)
+{
+    c->ex = NULL;
+    conn_close_how(c, true);
+}
+
+/* ---- routing ---- */
 
 static bool url_path_is(const char *url, size_t len, const char *path)
 {
@@ -236,31 +402,61 @@ static bool url_path_is(const char *url, size_t len, const char *path)
     return len >= plen && memcmp(url, path, plen) == 0 && (len == plen || url[plen] == '?');
 }
 
-/* Routes one complete request. Runs with the request head captured in c->head. */
-static void handle_request(struct client_conn *c)
+static enum route route_request(struct client_conn *c)
 {
     struct server *srv = c->srv;
-    bool keep_alive = llhttp_should_keep_alive(&c->parser) && !llhttp_get_upgrade(&c->parser);
     uint8_t method = llhttp_get_method(&c->parser);
     size_t url_len;
     const char *url = http_head_url(&c->head, &url_len);
+    char why[256];
 
     /* Health probes come from the node or the kubelet, not from the allowed networks. */
-    if (url_path_is(url, url_len, "/healthz")) {
-        if (method == HTTP_GET || method == HTTP_HEAD)
-            respond(c, 200, NULL, "ok\n", keep_alive);
-        else
-            respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
-        return;
-    }
+    if (url_path_is(url, url_len, "/healthz"))
+        return ROUTE_HEALTHZ;
     if (!c->peer_allowed) {
         if (log_limiter_allow(&srv->deny_limit, uv_now(srv->loop)))
             log_warn("denied %s: %s %.*s (not in ALLOWED_IPS)", c->peer, llhttp_method_name(method),
                      (int)(url_len > 200 ? 200 : url_len), url);
-        respond(c, 403, NULL, "forbidden: your address is not in ALLOWED_IPS\n", keep_alive);
-        return;
+        return ROUTE_DENIED;
     }
-    respond(c, 502, NULL, "upstream not configured\n", keep_alive);
+    /* Only origin-form targets ("/path"): no absolute URLs, no CONNECT, no "*". */
+    if (method == HTTP_CONNECT || url_len == 0 || url[0] != '/')
+        return ROUTE_BAD_TARGET;
+    if (rewrite_check_origin(&c->head, why, sizeof why) != 0) {
+        if (log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop)))
+            log_warn("client %s: %s", c->peer, why);
+        return ROUTE_CROSS_ORIGIN;
+    }
+    return srv->proxy ? ROUTE_PROXY : ROUTE_NO_UPSTREAM;
+}
+
+/* Answers a request the sidecar serves itself. */
+static void respond_local(struct client_conn *c)
+{
+    bool keep_alive = llhttp_should_keep_alive(&c->parser) && !llhttp_get_upgrade(&c->parser);
+    uint8_t method = llhttp_get_method(&c->parser);
+    switch (c->route) {
+    case ROUTE_HEALTHZ:
+        if (method == HTTP_GET || method == HTTP_HEAD)
+            respond(c, 200, NULL, "ok\n", keep_alive);
+        else
+            respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
+        break;
+    case ROUTE_DENIED:
+        respond(c, 403, NULL, "forbidden: your address is not in ALLOWED_IPS\n", keep_alive);
+        break;
+    case ROUTE_BAD_TARGET:
+        respond(c, 400, NULL, "bad request target: only /path targets are served\n", false);
+        break;
+    case ROUTE_CROSS_ORIGIN:
+        respond(c, 401, NULL, "cross-origin request refused: Origin or Referer does not match Host\n",
+                keep_alive);
+        break;
+    case ROUTE_NO_UPSTREAM:
+    case ROUTE_PROXY:
+        respond(c, 502, NULL, "upstream not configured\n", keep_alive);
+        break;
+    }
 }
 
 /* ---- parsing ---- */
@@ -279,7 +475,7 @@ static int on_message_begin(llhttp_t *p)
     c->phase = PHASE_HEAD;
     c->head_error = 0;
     http_head_reset(&c->head);
-    uv_timer_start(&c->timer, on_conn_timer, c->srv->cfg->header_timeout_ms, 0);
+    arm_timer(c, c->srv->cfg->header_timeout_ms);
     return 0;
 }
 
@@ -305,17 +501,40 @@ static int on_headers_complete(llhttp_t *p)
 {
     struct client_conn *c = p->data;
     c->phase = PHASE_BODY;
-    uv_timer_start(&c->timer, on_conn_timer, c->srv->cfg->idle_timeout_ms, 0);
+    arm_timer(c, c->srv->cfg->idle_timeout_ms);
+    c->route = route_request(c);
+    if (c->route != ROUTE_PROXY)
+        return 0;
+    bool wait = false;
+    c->ex = proxy_begin(c->srv->proxy, c, p, &c->head, &wait);
+    if (!c->ex || wait) {
+        c->waiting = wait;
+        return HPE_PAUSED; /* hold the body until qBittorrent is connected */
+    }
     return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct client_conn *c = p->data;
+    if (c->ex)
+        proxy_body(c->ex, at, len);
+    return c->close_after_write || c->closing ? HPE_USER : 0;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     struct client_conn *c = p->data;
-    handle_request(c);
-    c->phase = PHASE_IDLE;
-    if (!c->closing)
-        uv_timer_start(&c->timer, on_conn_timer, c->srv->cfg->idle_timeout_ms, 0);
+    if (c->ex) {
+        c->phase = PHASE_WAIT;
+        uv_timer_stop(&c->timer); /* qBittorrent's answer is bounded by the upstream timeouts */
+        proxy_end(c->ex);
+    } else if (!c->close_after_write) {
+        respond_local(c);
+        c->phase = PHASE_IDLE;
+        if (!c->closing && !c->close_after_write)
+            arm_timer(c, c->srv->cfg->idle_timeout_ms);
+    }
     /* Pause so the feeding loop decides whether to go on with pipelined bytes. */
     return HPE_PAUSED;
 }
@@ -323,50 +542,70 @@ static int on_message_complete(llhttp_t *p)
 static void on_conn_timer(uv_timer_t *t)
 {
     struct client_conn *c = t->data;
-    if (c->close_after_write) {
+    if (c->close_after_write || c->phase == PHASE_LINGER || c->phase == PHASE_IDLE) {
         conn_close(c);
         return;
     }
-    switch (c->phase) {
-    case PHASE_HEAD:
-        conn_fail(c, 408, "request head not received in time");
-        break;
-    case PHASE_BODY:
-        conn_fail(c, 408, "request body not received in time");
-        break;
-    case PHASE_IDLE:
-    case PHASE_LINGER:
-        conn_close(c);
-        break;
+    if (c->phase == PHASE_WAIT && c->writes_pending == 0) {
+        arm_timer(c, c->srv->cfg->idle_timeout_ms); /* waiting on qBittorrent, not on the client */
+        return;
     }
+    if (c->ex || c->phase == PHASE_TUNNEL) {
+        log_debug("client %s: no progress for %u s; closing", c->peer, c->srv->cfg->idle_timeout_ms / 1000);
+        conn_close(c);
+        return;
+    }
+    conn_fail(c, 408,
+              c->phase == PHASE_HEAD ? "request head not received in time"
+                                     : "request body not received in time");
+}
+
+/* Holds bytes the parser cannot take yet; more than one read's worth means a misbehaving client. */
+static void stash(struct client_conn *c, const char *data, size_t len)
+{
+    if (len > 0 && buf_append(&c->stash, data, len) != 0)
+        conn_fail(c, 400, "too much data sent ahead of the response");
 }
 
 /* Parses received bytes; answers each complete request in order. */
 static void conn_feed(struct client_conn *c, const char *data, size_t len)
 {
+    c->in_feed = true;
     while (len > 0 && !c->close_after_write && !c->closing) {
+        if (c->phase == PHASE_TUNNEL) {
+            if (c->ex)
+                proxy_tunnel(c->ex, data, len);
+            break;
+        }
         enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
         if (err == HPE_OK)
-            return;
-        if (err == HPE_PAUSED) {
+            break;
+        if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
             const char *pos = llhttp_get_error_pos(&c->parser);
             len -= (size_t)(pos - data);
             data = pos;
+            if (c->waiting || c->ex) {
+                stash(c, data, len); /* the body, pipelined requests or tunnel bytes: later */
+                break;
+            }
+            if (err == HPE_PAUSED_UPGRADE) {
+                /* Answered as a plain request; the connection cannot carry on as HTTP. */
+                c->close_after_write = true;
+                conn_after_write(c);
+                break;
+            }
             llhttp_resume(&c->parser);
             continue;
         }
-        if (err == HPE_PAUSED_UPGRADE) {
-            /* Answered as a plain request; the connection cannot carry on as HTTP. */
-            c->close_after_write = true;
-            conn_after_write(c);
-            return;
-        }
+        if (c->close_after_write || c->closing)
+            break; /* a callback already answered */
         if (c->head_error)
             conn_fail(c, c->head_error, c->head_error == 431 ? "request head too large" : "out of memory");
         else
             conn_fail(c, 400, llhttp_get_error_reason(&c->parser));
-        return;
+        break;
     }
+    c->in_feed = false;
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -375,7 +614,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     struct client_conn *c = handle->data;
     /*
      * One buffer serves every client: the loop calls on_read right after
-     * on_alloc, and on_read consumes everything before returning.
+     * on_alloc, and on_read consumes or copies everything before returning.
      */
     *buf = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
 }
@@ -387,10 +626,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (nread != UV_EOF)
             log_debug("client %s: read failed: %s", c->peer, uv_strerror((int)nread));
         /* A client that half-closes after a complete request still gets its answer. */
-        if (nread == UV_EOF && c->writes_pending > 0 && c->phase == PHASE_IDLE) {
-            uv_read_stop(stream);
+        if (nread == UV_EOF && c->phase != PHASE_LINGER &&
+            (c->phase == PHASE_WAIT || (c->phase == PHASE_IDLE && c->writes_pending > 0))) {
             c->eof = true;
             c->close_after_write = true;
+            update_reading(c);
             return;
         }
         conn_close(c);
@@ -398,7 +638,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || c->phase == PHASE_LINGER || c->close_after_write)
         return;
+    if (c->phase == PHASE_BODY || c->phase == PHASE_TUNNEL)
+        arm_timer(c, c->srv->cfg->idle_timeout_ms);
     conn_feed(c, buf->base, (size_t)nread);
+    update_reading(c);
 }
 
 /* ---- accepting ---- */
@@ -449,6 +692,7 @@ static void on_connection(uv_stream_t *listener, int status)
     srv->conns = c;
     srv->nconns++;
     http_head_init(&c->head, srv->cfg->max_header_size);
+    buf_init(&c->stash, 2 * READ_BUF_SIZE);
     llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
     c->parser.data = c;
 
@@ -465,10 +709,8 @@ static void on_connection(uv_stream_t *listener, int status)
         conn_fail(c, 503, "too many connections; try again later");
         return;
     }
-    uv_timer_start(&c->timer, on_conn_timer, srv->cfg->idle_timeout_ms, 0);
-    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (rc < 0)
-        conn_close(c);
+    arm_timer(c, srv->cfg->idle_timeout_ms);
+    update_reading(c);
 }
 
 /* ---- listening ---- */
@@ -511,13 +753,14 @@ static int listen_on(struct server *srv, const char *addr, bool dual_stack)
     return 0;
 }
 
-int server_start(uv_loop_t *loop, const struct config *cfg, struct server **out)
+int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy, struct server **out)
 {
     struct server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return UV_ENOMEM;
     srv->loop = loop;
     srv->cfg = cfg;
+    srv->proxy = proxy;
     srv->deny_limit = (struct log_limiter){.what = "denied requests", .window_ms = 10000, .burst = 5};
     srv->client_error_limit = (struct log_limiter){.what = "client errors", .window_ms = 10000, .burst = 5};
     llhttp_settings_init(&srv->settings);
@@ -526,6 +769,7 @@ int server_start(uv_loop_t *loop, const struct config *cfg, struct server **out)
     srv->settings.on_header_field = on_header_field;
     srv->settings.on_header_value = on_header_value;
     srv->settings.on_headers_complete = on_headers_complete;
+    srv->settings.on_body = on_body;
     srv->settings.on_message_complete = on_message_complete;
     uv_timer_init(loop, &srv->deadline);
     srv->deadline.data = srv;
@@ -600,10 +844,12 @@ void server_stop(struct server *srv, void (*on_stopped)(void *arg), void *arg)
     srv->listener = NULL;
     /* A client in the middle of a request is answered (with Connection: close) before it goes. */
     for (struct client_conn *c = srv->conns; c; c = c->next) {
-        if (c->phase == PHASE_IDLE && c->writes_pending == 0)
+        if (c->phase == PHASE_IDLE && c->writes_pending == 0) {
             conn_close(c);
-        else if (c->phase == PHASE_IDLE)
+        } else if (c->phase == PHASE_IDLE) {
             c->close_after_write = true;
+            conn_after_write(c);
+        }
     }
     uv_timer_start(&srv->deadline, on_deadline, srv->cfg->shutdown_timeout_ms, 0);
     server_maybe_stopped(srv);

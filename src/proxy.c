@@ -1,0 +1,368 @@
+/* proxy.c - one exchange per proxied request: client side in server.c, upstream side in upstream.c. */
+#include "proxy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "log.h"
+#include "rewrite.h"
+
+#define CLIENT_WRITE_HIGH (256 * 1024)
+#define REQUEST_HEAD_LIMIT (128 * 1024)
+
+struct proxy {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct upstream *up;
+    struct log_limiter error_limit;
+};
+
+struct proxy_exchange {
+    struct proxy *px;
+    struct client_conn *client;
+    struct upstream_conn *conn;
+    struct buf head; /* the request head for qBittorrent, kept for a retry */
+    struct buf body; /* a chunked request body, collected */
+    bool collect;    /* the request body is chunked: collect, then send with Content-Length */
+    bool has_body;   /* a Content-Length body streams through */
+    bool head_request, expect_continue, upgrade;
+    bool client_waiting; /* the server holds the request until we continue it */
+    bool req_complete;   /* the client sent the whole request */
+    bool retried;
+    bool sent_head; /* the response head went to the client */
+    bool tunnel;
+    bool client_keep_alive, client_http11, keep_alive;
+    enum framing framing;
+};
+
+static const struct upstream_handler handler;
+
+int proxy_new(uv_loop_t *loop, const struct config *cfg, struct upstream *up, struct proxy **out)
+{
+    struct proxy *px = calloc(1, sizeof *px);
+    if (!px)
+        return UV_ENOMEM;
+    px->loop = loop;
+    px->cfg = cfg;
+    px->up = up;
+    px->error_limit = (struct log_limiter){.what = "upstream errors", .window_ms = 10000, .burst = 5};
+    *out = px;
+    return 0;
+}
+
+void proxy_free(struct proxy *px)
+{
+    if (px)
+        log_limiter_flush(&px->error_limit);
+    free(px);
+}
+
+static void exchange_free(struct proxy_exchange *ex)
+{
+    buf_free(&ex->head);
+    buf_free(&ex->body);
+    free(ex);
+}
+
+/* Ends the exchange before any response byte reached the client. */
+static void fail(struct proxy_exchange *ex, int status, const char *body)
+{
+    if (ex->conn) {
+        upstream_conn_abort(ex->conn);
+        ex->conn = NULL;
+    }
+    client_exchange_fail(ex->client, status, body);
+    exchange_free(ex);
+}
+
+static int connect_upstream(struct proxy_exchange *ex, int fresh)
+{
+    ex->conn = upstream_conn_get(ex->px->up, fresh, &handler, ex);
+    return ex->conn ? 0 : UV_ENOMEM;
+}
+
+static int build_head(struct proxy_exchange *ex, const llhttp_t *parser, const struct http_head *head,
+                      uint64_t content_length)
+{
+    struct rewrite_request r = {
+        .method = llhttp_method_name(llhttp_get_method((llhttp_t *)parser)),
+        .upstream = &ex->px->cfg->qbit,
+        .client_addr = client_peer(ex->client),
+        .has_body = ex->has_body,
+        .content_length = content_length,
+        .upgrade = ex->upgrade,
+    };
+    return rewrite_request_head(&ex->head, head, &r);
+}
+
+struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client, const llhttp_t *parser,
+                                   const struct http_head *head, bool *wait)
+{
+    *wait = false;
+    struct proxy_exchange *ex = calloc(1, sizeof *ex);
+    if (!ex) {
+        client_exchange_fail(client, 503, "out of memory\n");
+        return NULL;
+    }
+    ex->px = px;
+    ex->client = client;
+    buf_init(&ex->head, REQUEST_HEAD_LIMIT);
+    buf_init(&ex->body, px->cfg->max_buffered_body);
+    ex->head_request = llhttp_get_method((llhttp_t *)parser) == HTTP_HEAD;
+    ex->upgrade = llhttp_get_upgrade((llhttp_t *)parser);
+    ex->client_keep_alive = llhttp_should_keep_alive(parser);
+    ex->client_http11 = parser->http_major == 1 && parser->http_minor >= 1;
+    ex->collect = (parser->flags & F_CHUNKED) != 0;
+    ex->has_body = !ex->collect && (parser->flags & F_CONTENT_LENGTH) && parser->content_length > 0;
+    size_t len;
+    const char *expect = http_head_find(head, "expect", &len);
+    ex->expect_continue = expect && len == 12 && strncasecmp(expect, "100-continue", 12) == 0;
+
+    /* qBittorrent cannot read a chunked body: collect it first, the head follows with its length. */
+    if (ex->collect) {
+        /* The head without its blank line; proxy_end adds Content-Length and the blank line. */
+        if (build_head(ex, parser, head, 0) != 0)
+            goto too_large;
+        ex->head.len -= 2;
+        if (ex->expect_continue)
+            client_write(client, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        return ex;
+    }
+    if (build_head(ex, parser, head, parser->content_length) != 0)
+        goto too_large;
+    if (connect_upstream(ex, 0) != 0) {
+        fail(ex, 503, "out of memory\n");
+        return NULL;
+    }
+    ex->client_waiting = true;
+    *wait = true;
+    return ex;
+
+too_large:
+    fail(ex, 431, "request head too large\n");
+    return NULL;
+}
+
+/* A body we collected is still here, so the request can be sent again on another connection. */
+static bool replayable(const struct proxy_exchange *ex)
+{
+    return !ex->has_body && (!ex->collect || ex->req_complete);
+}
+
+static void on_connect(void *ctx, int status)
+{
+    struct proxy_exchange *ex = ctx;
+    if (status < 0) {
+        ex->conn = NULL;
+        if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
+            log_warn("cannot reach qBittorrent at %s: %s", ex->px->cfg->qbit.authority, uv_strerror(status));
+        fail(ex, status == UV_ETIMEDOUT ? 504 : 502,
+             status == UV_ETIMEDOUT ? "qBittorrent did not answer in time\n" : "cannot reach qBittorrent\n");
+        return;
+    }
+    if (ex->head_request)
+        upstream_conn_expect_no_body(ex->conn);
+    int rc = upstream_conn_write(ex->conn, ex->head.data, ex->head.len);
+    if (rc == 0 && ex->collect && ex->body.len > 0)
+        rc = upstream_conn_write(ex->conn, ex->body.data, ex->body.len);
+    if (rc < 0) {
+        fail(ex, 502, "cannot send the request to qBittorrent\n");
+        return;
+    }
+    if (ex->req_complete)
+        upstream_conn_request_done(ex->conn);
+    if (ex->client_waiting) {
+        ex->client_waiting = false;
+        if (ex->expect_continue && ex->has_body)
+            client_write(ex->client, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        client_continue(ex->client);
+    }
+}
+
+void proxy_body(struct proxy_exchange *ex, const char *data, size_t len)
+{
+    if (ex->collect) {
+        int rc = buf_append(&ex->body, data, len);
+        if (rc != 0)
+            fail(ex, rc == -E2BIG ? 413 : 503,
+                 rc == -E2BIG ? "chunked request body larger than MAX_BUFFERED_BODY\n" : "out of memory\n");
+        return;
+    }
+    if (!ex->conn)
+        return;
+    if (upstream_conn_write(ex->conn, data, len) < 0) {
+        fail(ex, 502, "cannot send the request body to qBittorrent\n");
+        return;
+    }
+    if (upstream_conn_queued(ex->conn) > UPSTREAM_WRITE_HIGH)
+        client_pause(ex->client, 1);
+}
+
+void proxy_end(struct proxy_exchange *ex)
+{
+    ex->req_complete = true;
+    if (ex->collect) {
+        if (buf_printf(&ex->head, "Content-Length: %zu\r\n\r\n", ex->body.len) != 0 ||
+            connect_upstream(ex, 0) != 0)
+            fail(ex, 503, "out of memory\n");
+        return;
+    }
+    if (ex->conn)
+        upstream_conn_request_done(ex->conn);
+}
+
+void proxy_tunnel(struct proxy_exchange *ex, const char *data, size_t len)
+{
+    if (!ex->conn)
+        return;
+    if (upstream_conn_write(ex->conn, data, len) < 0) {
+        upstream_conn_abort(ex->conn);
+        ex->conn = NULL;
+        client_abort(ex->client);
+        exchange_free(ex);
+        return;
+    }
+    if (upstream_conn_queued(ex->conn) > UPSTREAM_WRITE_HIGH)
+        client_pause(ex->client, 1);
+}
+
+void proxy_client_drained(struct proxy_exchange *ex)
+{
+    if (ex->conn)
+        upstream_conn_pause(ex->conn, 0);
+}
+
+void proxy_client_gone(struct proxy_exchange *ex)
+{
+    if (ex->conn)
+        upstream_conn_abort(ex->conn);
+    exchange_free(ex);
+}
+
+/* ---- the upstream side ---- */
+
+static void on_head(void *ctx, int status, const struct http_head *head, const llhttp_t *parser)
+{
+    struct proxy_exchange *ex = ctx;
+    struct rewrite_response r = {.status = status};
+    if (status == 101 && ex->upgrade) {
+        ex->tunnel = true;
+        r.upgrade = 1;
+        r.framing = FRAMING_NONE;
+    } else if (ex->head_request || status == 204 || status == 304 || status < 200) {
+        r.framing = FRAMING_NONE;
+    } else if ((parser->flags & F_CONTENT_LENGTH) && !(parser->flags & F_CHUNKED)) {
+        r.framing = FRAMING_LENGTH;
+        r.content_length = parser->content_length;
+    } else {
+        /* Chunked or read-to-close upstream: re-chunk for HTTP/1.1 clients to keep them alive. */
+        r.framing = ex->client_http11 ? FRAMING_CHUNKED : FRAMING_CLOSE;
+    }
+    /* An upgrade that was refused leaves the request parser unusable: close after it. */
+    ex->keep_alive = ex->client_keep_alive && r.framing != FRAMING_CLOSE && !ex->upgrade;
+    r.keep_alive = ex->keep_alive;
+    ex->framing = r.framing;
+
+    struct buf out;
+    buf_init(&out, REQUEST_HEAD_LIMIT);
+    if (rewrite_response_head(&out, head, &r) != 0) {
+        buf_free(&out);
+        upstream_conn_abort(ex->conn);
+        ex->conn = NULL;
+        fail(ex, 502, "qBittorrent's response head is too large\n");
+        return;
+    }
+    ex->sent_head = true;
+    client_write(ex->client, out.data, out.len);
+    buf_free(&out);
+}
+
+static void on_body(void *ctx, const char *data, size_t len)
+{
+    struct proxy_exchange *ex = ctx;
+    if (ex->framing == FRAMING_CHUNKED) {
+        char size[24];
+        int n = snprintf(size, sizeof size, "%zx\r\n", len);
+        uv_buf_t bufs[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
+                            uv_buf_init("\r\n", 2)};
+        client_writev(ex->client, bufs, 3);
+    } else {
+        client_write(ex->client, data, len);
+    }
+    if (ex->conn && client_queued(ex->client) > CLIENT_WRITE_HIGH)
+        upstream_conn_pause(ex->conn, 1);
+}
+
+static void on_end(void *ctx)
+{
+    struct proxy_exchange *ex = ctx;
+    if (ex->tunnel) {
+        client_start_tunnel(ex->client);
+        return;
+    }
+    if (ex->framing == FRAMING_CHUNKED)
+        client_write(ex->client, "0\r\n\r\n", 5);
+    upstream_conn_release(ex->conn, ex->req_complete);
+    ex->conn = NULL;
+    client_exchange_done(ex->client, ex->keep_alive && ex->req_complete);
+    exchange_free(ex);
+}
+
+static void on_error(void *ctx, int err, int got_response)
+{
+    struct proxy_exchange *ex = ctx;
+    bool reused = ex->conn && upstream_conn_reused(ex->conn);
+    ex->conn = NULL;
+    if (ex->tunnel) {
+        client_exchange_done(ex->client, 0);
+        exchange_free(ex);
+        return;
+    }
+    if (ex->sent_head) {
+        /* The client must not take a cut-off body for a whole one. */
+        if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
+            log_warn("qBittorrent broke off a response: %s", uv_strerror(err));
+        client_abort(ex->client);
+        exchange_free(ex);
+        return;
+    }
+    /* A pooled connection qBittorrent closed just before we used it: try once more on a new one. */
+    if (reused && !got_response && !ex->retried && replayable(ex)) {
+        ex->retried = true;
+        if (connect_upstream(ex, 1) == 0)
+            return;
+    }
+    if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
+        log_warn("request to qBittorrent failed: %s", uv_strerror(err));
+    fail(ex, err == UV_ETIMEDOUT ? 504 : 502,
+         err == UV_ETIMEDOUT ? "qBittorrent did not answer in time\n"
+                             : "qBittorrent closed the connection\n");
+}
+
+static void on_drain(void *ctx)
+{
+    struct proxy_exchange *ex = ctx;
+    client_pause(ex->client, 0);
+}
+
+static void on_tunnel(void *ctx, const char *data, size_t len)
+{
+    struct proxy_exchange *ex = ctx;
+    client_write(ex->client, data, len);
+    if (ex->conn && client_queued(ex->client) > CLIENT_WRITE_HIGH)
+        upstream_conn_pause(ex->conn, 1);
+}
+
+static const struct upstream_handler handler = {
+    .on_connect = on_connect,
+    .on_head = on_head,
+    .on_body = on_body,
+    .on_end = on_end,
+    .on_error = on_error,
+    .on_drain = on_drain,
+    .on_tunnel = on_tunnel,
+};

@@ -1,0 +1,684 @@
+/* upstream.c - resolving, connecting, pooling and response parsing for requests to qBittorrent. */
+#include "upstream.h"
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define MAX_ADDRS 8
+#define READ_BUF_SIZE 65536
+#define HEAD_LIMIT (64 * 1024)
+
+enum conn_state {
+    UC_RESOLVING,  /* waiting for the host's addresses */
+    UC_CONNECTING, /* trying addresses one by one */
+    UC_RETRYING,   /* a failed attempt's socket is closing; the next address follows */
+    UC_ACTIVE,     /* carrying an exchange for its owner */
+    UC_IDLE,       /* in the pool */
+    UC_CLOSING,    /* handles closing; freed when the last one is */
+};
+
+struct upstream_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t connect_req;
+    struct upstream *up;
+    struct upstream_conn *prev, *next; /* in the pool or the resolve queue */
+    const struct upstream_handler *h;  /* NULL once the owner let go */
+    void *ctx;
+    llhttp_t parser;
+    struct http_head head;
+    enum conn_state state;
+    int open_handles;
+    bool tcp_open;
+    unsigned attempt; /* addresses tried so far in this connect */
+    int last_error;
+    bool reused, got_response, head_done, complete, keep_alive, tunnel;
+    bool no_body, request_done, paused, drain_wanted, not_reusable, interim;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct upstream_conn *conn;
+    char data[];
+};
+
+struct upstream {
+    uv_loop_t *loop;
+    const struct url *url;
+    struct upstream_options opt;
+    struct sockaddr_storage addrs[MAX_ADDRS];
+    unsigned naddrs, preferred;
+    bool literal; /* the host is an IP address: nothing to resolve */
+    bool resolving, closing;
+    uv_getaddrinfo_t gai_req;
+    struct upstream_conn *waiting; /* connections waiting for the resolver */
+    struct upstream_conn *idle;    /* the pool, most recently used first */
+    unsigned nidle;
+    llhttp_settings_t settings;
+    char rbuf[READ_BUF_SIZE];
+};
+
+static void conn_destroy(struct upstream_conn *c, bool reset);
+static void start_attempt(struct upstream_conn *c);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void on_attempt_closed(uv_handle_t *handle);
+
+/* ---- small helpers ---- */
+
+static void list_push(struct upstream_conn **head, struct upstream_conn *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static void list_remove(struct upstream_conn **head, struct upstream_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (*head == c)
+        *head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void addr_name(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    if (ss->ss_family == AF_INET6) {
+        char a[INET6_ADDRSTRLEN];
+        uv_ip6_name((const struct sockaddr_in6 *)ss, a, sizeof a);
+        snprintf(buf, len, "[%s]:%u", a, ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+    } else {
+        char a[INET_ADDRSTRLEN];
+        uv_ip4_name((const struct sockaddr_in *)ss, a, sizeof a);
+        snprintf(buf, len, "%s:%u", a, ntohs(((const struct sockaddr_in *)ss)->sin_port));
+    }
+}
+
+/* Ends the exchange with an error: the owner hears of it once, then the connection goes. */
+static void conn_fail(struct upstream_conn *c, int err)
+{
+    if (c->state == UC_CLOSING)
+        return;
+    const struct upstream_handler *h = c->h;
+    c->h = NULL;
+    conn_destroy(c, true);
+    if (h && h->on_error)
+        h->on_error(c->ctx, err, c->got_response);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct upstream_conn *c = t->data;
+    if (c->state == UC_IDLE)
+        conn_destroy(c, false);
+    else
+        conn_fail(c, UV_ETIMEDOUT);
+}
+
+/* Arms the one timer with the wait that fits the exchange's stage. */
+static void arm_timer(struct upstream_conn *c)
+{
+    const struct upstream_options *o = &c->up->opt;
+    unsigned ms = o->io_timeout_ms;
+    if (c->state == UC_IDLE)
+        ms = o->pool_idle_ms;
+    else if (c->request_done && !c->head_done)
+        ms = o->response_timeout_ms;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ---- closing ---- */
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    struct upstream_conn *c = handle->data;
+    if ((uv_handle_t *)&c->tcp == handle)
+        c->tcp_open = false;
+    if (--c->open_handles > 0)
+        return;
+    http_head_free(&c->head);
+    free(c);
+}
+
+static void conn_destroy(struct upstream_conn *c, bool reset)
+{
+    if (c->state == UC_CLOSING)
+        return;
+    if (c->state == UC_IDLE) {
+        list_remove(&c->up->idle, c);
+        c->up->nidle--;
+    } else if (c->state == UC_RESOLVING) {
+        list_remove(&c->up->waiting, c);
+    }
+    c->state = UC_CLOSING;
+    c->h = NULL;
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+        /* A reset tells qBittorrent at once that the rest of the request is not coming. */
+        if (reset && uv_tcp_close_reset(&c->tcp, on_handle_closed) == 0)
+            return;
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    }
+}
+
+/* ---- response parsing ---- */
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct upstream_conn *c = p->data;
+    http_head_reset(&c->head);
+    return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+    struct upstream_conn *c = p->data;
+    return http_head_add_url(&c->head, at, len) == 0 ? 0 : HPE_USER;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct upstream_conn *c = p->data;
+    return http_head_add_field(&c->head, at, len) == 0 ? 0 : HPE_USER;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct upstream_conn *c = p->data;
+    return http_head_add_value(&c->head, at, len) == 0 ? 0 : HPE_USER;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct upstream_conn *c = p->data;
+    int status = p->status_code;
+    /* Interim responses (100 Continue, 103) are not passed on; the real one follows. */
+    if (status >= 100 && status < 200 && status != 101) {
+        c->interim = true;
+        return 0;
+    }
+    c->interim = false;
+    c->head_done = true;
+    if (status == 101)
+        c->tunnel = true;
+    arm_timer(c);
+    if (c->h && c->h->on_head)
+        c->h->on_head(c->ctx, status, &c->head, p);
+    if (c->state == UC_CLOSING || !c->h)
+        return HPE_USER;
+    return c->no_body ? 1 : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct upstream_conn *c = p->data;
+    if (c->h && c->h->on_body)
+        c->h->on_body(c->ctx, at, len);
+    return (c->state == UC_CLOSING || !c->h) ? HPE_USER : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct upstream_conn *c = p->data;
+    if (c->interim)
+        return 0;
+    c->complete = true;
+    c->keep_alive = llhttp_should_keep_alive(p);
+    /* Stop here: on_end runs outside the parser, and bytes after it are not ours. */
+    return HPE_PAUSED;
+}
+
+/* Runs the parser over received bytes and reports the end of the response. */
+static void conn_parse(struct upstream_conn *c, const char *data, size_t len)
+{
+    enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
+    if (c->state == UC_CLOSING || !c->h)
+        return;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t rest = (size_t)(data + len - pos);
+        if (c->tunnel) {
+            if (c->h->on_end)
+                c->h->on_end(c->ctx);
+            if (rest > 0 && c->h && c->h->on_tunnel)
+                c->h->on_tunnel(c->ctx, pos, rest);
+            return;
+        }
+        if (rest > 0)
+            c->not_reusable = true; /* unasked-for bytes after the response */
+        uv_timer_stop(&c->timer);
+        if (c->h->on_end)
+            c->h->on_end(c->ctx);
+        return;
+    }
+    if (err != HPE_OK) {
+        log_warn("qBittorrent sent an invalid response: %s", llhttp_get_error_reason(&c->parser));
+        conn_fail(c, UV_EPROTO);
+    }
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct upstream_conn *c = handle->data;
+    /* Shared by every connection: on_read consumes each chunk before returning. */
+    *buf = uv_buf_init(c->up->rbuf, sizeof c->up->rbuf);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct upstream_conn *c = stream->data;
+    if (c->state == UC_IDLE) {
+        /* qBittorrent closed an idle connection (or sent something unasked): drop it. */
+        conn_destroy(c, nread >= 0);
+        return;
+    }
+    if (c->state != UC_ACTIVE)
+        return;
+    if (nread > 0) {
+        c->got_response = true;
+        if (c->head_done || !c->request_done)
+            arm_timer(c);
+        if (c->tunnel && c->complete) {
+            if (c->h && c->h->on_tunnel)
+                c->h->on_tunnel(c->ctx, buf->base, (size_t)nread);
+            return;
+        }
+        if (c->complete) {
+            c->not_reusable = true;
+            return;
+        }
+        conn_parse(c, buf->base, (size_t)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF && c->head_done && !c->complete && !c->tunnel) {
+        /* A response without a length ends at the close; llhttp_finish says whether that is complete. */
+        if (llhttp_finish(&c->parser) == HPE_OK && c->complete) {
+            c->keep_alive = false;
+            if (c->h && c->h->on_end)
+                c->h->on_end(c->ctx);
+            return;
+        }
+    }
+    if (c->complete && !c->tunnel) {
+        c->not_reusable = true;
+        return;
+    }
+    conn_fail(c, (int)nread);
+}
+
+/* ---- writing ---- */
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    struct write_req *wr = (struct write_req *)req;
+    struct upstream_conn *c = wr->conn;
+    free(wr);
+    if (c->state == UC_CLOSING)
+        return;
+    if (status < 0) {
+        conn_fail(c, status);
+        return;
+    }
+    if (!c->request_done || c->tunnel)
+        arm_timer(c);
+    if (c->drain_wanted && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < UPSTREAM_WRITE_HIGH / 2) {
+        c->drain_wanted = false;
+        if (c->h && c->h->on_drain)
+            c->h->on_drain(c->ctx);
+    }
+}
+
+int upstream_conn_write(struct upstream_conn *c, const char *data, size_t len)
+{
+    if (c->state != UC_ACTIVE)
+        return UV_ECANCELED;
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    if (n == (int)len)
+        return 0;
+    if (n < 0 && n != UV_EAGAIN)
+        return n;
+    size_t done = n > 0 ? (size_t)n : 0;
+    struct write_req *wr = malloc(sizeof *wr + len - done);
+    if (!wr)
+        return UV_ENOMEM;
+    wr->conn = c;
+    memcpy(wr->data, data + done, len - done);
+    buf = uv_buf_init(wr->data, (unsigned)(len - done));
+    int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write_done);
+    if (rc < 0) {
+        free(wr);
+        return rc;
+    }
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > UPSTREAM_WRITE_HIGH)
+        c->drain_wanted = true;
+    return 0;
+}
+
+size_t upstream_conn_queued(const struct upstream_conn *c)
+{
+    return c->state == UC_ACTIVE ? uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) : 0;
+}
+
+void upstream_conn_request_done(struct upstream_conn *c)
+{
+    c->request_done = true;
+    if (!c->head_done && c->state == UC_ACTIVE)
+        arm_timer(c);
+}
+
+void upstream_conn_expect_no_body(struct upstream_conn *c)
+{
+    c->no_body = true;
+}
+
+void upstream_conn_pause(struct upstream_conn *c, int paused)
+{
+    if (c->state != UC_ACTIVE || c->paused == (paused != 0))
+        return;
+    c->paused = paused != 0;
+    /* While paused the slow side's own timeout governs; progress re-arms ours on resume. */
+    if (c->paused) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_timer_stop(&c->timer);
+    } else {
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        arm_timer(c);
+    }
+}
+
+int upstream_conn_reused(const struct upstream_conn *c)
+{
+    return c->reused;
+}
+
+int upstream_conn_local_addr(const struct upstream_conn *c, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    int rc = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &sl);
+    if (rc != 0)
+        return rc;
+    if (ss.ss_family == AF_INET6)
+        return uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+    return uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+}
+
+/* ---- connecting ---- */
+
+static void reset_exchange(struct upstream_conn *c)
+{
+    llhttp_init(&c->parser, HTTP_RESPONSE, &c->up->settings);
+    c->parser.data = c;
+    http_head_reset(&c->head);
+    c->got_response = c->head_done = c->complete = c->keep_alive = c->tunnel = false;
+    c->no_body = c->request_done = c->paused = c->drain_wanted = c->not_reusable = c->interim = false;
+}
+
+static void became_ready(struct upstream_conn *c)
+{
+    const struct upstream_handler *h = c->h;
+    if (h && h->on_connect)
+        h->on_connect(c->ctx, 0);
+}
+
+static void on_ready_timer(uv_timer_t *t)
+{
+    struct upstream_conn *c = t->data;
+    arm_timer(c);
+    became_ready(c);
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    struct upstream_conn *c = req->data;
+    if (c->state != UC_CONNECTING)
+        return; /* aborted meanwhile; the close callbacks finish the job */
+    struct upstream *up = c->up;
+    unsigned idx = (up->preferred + c->attempt) % up->naddrs;
+    if (status < 0) {
+        char name[64];
+        addr_name(&up->addrs[idx], name, sizeof name);
+        log_debug("qBittorrent at %s: %s", name, uv_strerror(status));
+        c->last_error = status;
+        c->attempt++;
+        c->state = UC_RETRYING;
+        uv_timer_stop(&c->timer);
+        uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
+        return;
+    }
+    /* Remember the address that answered, so the next connection starts with it. */
+    up->preferred = idx;
+    c->state = UC_ACTIVE;
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    arm_timer(c);
+    became_ready(c);
+}
+
+static void on_attempt_timeout(uv_timer_t *t)
+{
+    struct upstream_conn *c = t->data;
+    c->last_error = UV_ETIMEDOUT;
+    c->attempt++;
+    /* Closing cancels the connect; on_connected sees the state and the close callback moves on. */
+    c->state = UC_RETRYING;
+    uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
+}
+
+/* The tcp handle of a failed attempt is closed: try the next address, or give up. */
+static void on_attempt_closed(uv_handle_t *handle)
+{
+    struct upstream_conn *c = handle->data;
+    c->tcp_open = false;
+    c->open_handles--;
+    if (c->state == UC_CLOSING) {
+        if (c->open_handles == 0) {
+            http_head_free(&c->head);
+            free(c);
+        }
+        return;
+    }
+    c->state = UC_CONNECTING;
+    start_attempt(c);
+}
+
+static void start_attempt(struct upstream_conn *c)
+{
+    struct upstream *up = c->up;
+    if (c->attempt >= up->naddrs) {
+        if (!up->literal)
+            up->naddrs = 0; /* resolve again next time: the address may have moved */
+        conn_fail(c, c->last_error ? c->last_error : UV_ECONNREFUSED);
+        return;
+    }
+    unsigned idx = (up->preferred + c->attempt) % up->naddrs;
+    uv_tcp_init(up->loop, &c->tcp);
+    c->tcp.data = c;
+    c->tcp_open = true;
+    c->open_handles++;
+    c->connect_req.data = c;
+    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&up->addrs[idx], on_connected);
+    if (rc < 0) {
+        c->last_error = rc;
+        c->attempt++;
+        c->state = UC_RETRYING;
+        uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
+        return;
+    }
+    uv_timer_start(&c->timer, on_attempt_timeout, up->opt.connect_timeout_ms, 0);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct upstream *up = req->data;
+    up->resolving = false;
+    if (status == 0) {
+        up->naddrs = 0;
+        for (struct addrinfo *ai = res; ai && up->naddrs < MAX_ADDRS; ai = ai->ai_next) {
+            if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
+                memcpy(&up->addrs[up->naddrs++], ai->ai_addr, ai->ai_addrlen);
+        }
+        up->preferred = 0;
+        if (up->naddrs == 0)
+            status = UV_EAI_NODATA;
+    }
+    uv_freeaddrinfo(res);
+    if (status != 0 && status != UV_ECANCELED)
+        log_warn("cannot resolve qBittorrent's host \"%s\": %s", up->url->host, uv_strerror(status));
+    while (up->waiting) {
+        struct upstream_conn *c = up->waiting;
+        list_remove(&up->waiting, c);
+        if (status != 0) {
+            c->state = UC_CONNECTING; /* so conn_fail does not look for it in the queue */
+            conn_fail(c, status);
+        } else {
+            c->state = UC_CONNECTING;
+            start_attempt(c);
+        }
+    }
+}
+
+static void resolve(struct upstream *up)
+{
+    if (up->resolving || up->closing)
+        return;
+    char port[8];
+    snprintf(port, sizeof port, "%u", up->url->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    up->gai_req.data = up;
+    int rc = uv_getaddrinfo(up->loop, &up->gai_req, on_resolved, up->url->host, port, &hints);
+    if (rc == 0) {
+        up->resolving = true;
+        return;
+    }
+    on_resolved(&up->gai_req, rc, NULL);
+}
+
+struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const struct upstream_handler *h,
+                                        void *ctx)
+{
+    struct upstream_conn *c;
+    if (!fresh && up->idle) {
+        c = up->idle;
+        list_remove(&up->idle, c);
+        up->nidle--;
+        c->state = UC_ACTIVE;
+        c->h = h;
+        c->ctx = ctx;
+        reset_exchange(c);
+        c->reused = true;
+        /* Ready now, but the owner hears it from the loop, as for a new connection. */
+        uv_timer_start(&c->timer, on_ready_timer, 0, 0);
+        return c;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->up = up;
+    c->h = h;
+    c->ctx = ctx;
+    http_head_init(&c->head, HEAD_LIMIT);
+    uv_timer_init(up->loop, &c->timer);
+    c->timer.data = c;
+    c->open_handles = 1;
+    reset_exchange(c);
+    if (up->naddrs == 0) {
+        c->state = UC_RESOLVING;
+        list_push(&up->waiting, c);
+        resolve(up);
+    } else {
+        c->state = UC_CONNECTING;
+        start_attempt(c);
+    }
+    return c;
+}
+
+void upstream_conn_release(struct upstream_conn *c, int reusable)
+{
+    if (c->state == UC_CLOSING)
+        return;
+    struct upstream *up = c->up;
+    bool clean = c->state == UC_ACTIVE && c->complete && c->keep_alive && c->request_done && !c->tunnel &&
+                 !c->not_reusable && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0;
+    if (!reusable || !clean || up->closing || up->nidle >= up->opt.pool_max) {
+        conn_destroy(c, !clean);
+        return;
+    }
+    c->h = NULL;
+    c->ctx = NULL;
+    c->state = UC_IDLE;
+    list_push(&up->idle, c);
+    up->nidle++;
+    if (c->paused) {
+        c->paused = false;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+    arm_timer(c);
+}
+
+void upstream_conn_abort(struct upstream_conn *c)
+{
+    conn_destroy(c, true);
+}
+
+/* ---- the client ---- */
+
+int upstream_new(uv_loop_t *loop, const struct url *url, const struct upstream_options *opt,
+                 struct upstream **out)
+{
+    struct upstream *up = calloc(1, sizeof *up);
+    if (!up)
+        return UV_ENOMEM;
+    up->loop = loop;
+    up->url = url;
+    up->opt = *opt;
+    llhttp_settings_init(&up->settings);
+    up->settings.on_message_begin = on_message_begin;
+    up->settings.on_status = on_status;
+    up->settings.on_header_field = on_header_field;
+    up->settings.on_header_value = on_header_value;
+    up->settings.on_headers_complete = on_headers_complete;
+    up->settings.on_body = on_body;
+    up->settings.on_message_complete = on_message_complete;
+
+    /* An IP literal needs no resolver; a name (localhost) is resolved on first use. */
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&up->addrs[0];
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&up->addrs[0];
+    if (url->host_is_ipv6 && uv_ip6_addr(url->host, url->port, s6) == 0)
+        up->literal = true;
+    else if (!url->host_is_ipv6 && uv_ip4_addr(url->host, url->port, s4) == 0 &&
+             inet_pton(AF_INET, url->host, &s4->sin_addr) == 1)
+        up->literal = true;
+    up->naddrs = up->literal ? 1 : 0;
+    *out = up;
+    return 0;
+}
+
+void upstream_close(struct upstream *up)
+{
+    up->closing = true;
+    while (up->idle)
+        conn_destroy(up->idle, false);
+    if (up->resolving)
+        uv_cancel((uv_req_t *)&up->gai_req);
+}
+
+void upstream_free(struct upstream *up)
+{
+    free(up);
+}

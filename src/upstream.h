@@ -1,0 +1,103 @@
+/*
+ * upstream.h - the HTTP/1.1 client to qBittorrent, shared by the reverse proxy
+ * and the port-sync API calls (one HTTP stack). It resolves QBIT_ADDR's host
+ * without blocking, tries each address until one answers and remembers it,
+ * keeps a bounded pool of idle keep-alive connections (dropped before
+ * qBittorrent's own ~7 s idle close), parses responses with llhttp and bounds
+ * every wait with a timer.
+ *
+ * A connection carries one exchange at a time for one owner, who gets the
+ * events through a handler. The owner writes the request, receives the
+ * response, then either releases the connection (back to the pool when it
+ * can be reused) or aborts it. After on_error, release or abort, no callback
+ * of that connection runs again and the owner must forget it.
+ */
+#ifndef QGS_UPSTREAM_H
+#define QGS_UPSTREAM_H
+
+#include <llhttp.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "http.h"
+#include "url.h"
+
+struct upstream;
+struct upstream_conn;
+
+struct upstream_handler {
+    /* The connection is ready for the request (status 0), or none could be made
+     * (status < 0, UV_ETIMEDOUT for a timeout; the connection is gone). */
+    void (*on_connect)(void *ctx, int status);
+    /* The response head arrived (interim 1xx other than 101 are skipped). */
+    void (*on_head)(void *ctx, int status, const struct http_head *head, const llhttp_t *parser);
+    /* A piece of the response body, already de-chunked. */
+    void (*on_body)(void *ctx, const char *data, size_t len);
+    /* The response is complete; the owner still holds the connection. */
+    void (*on_end)(void *ctx);
+    /* The connection broke or timed out; got_response tells whether any
+     * response byte had arrived. The connection is gone. */
+    void (*on_error)(void *ctx, int err, int got_response);
+    /* The write queue went back under UPSTREAM_WRITE_HIGH after being over it. */
+    void (*on_drain)(void *ctx);
+    /* After a 101 response: raw bytes from the other side of the tunnel. */
+    void (*on_tunnel)(void *ctx, const char *data, size_t len);
+};
+
+/* Owners stop feeding a connection whose write queue is over this. */
+#define UPSTREAM_WRITE_HIGH (256 * 1024)
+
+struct upstream_options {
+    unsigned connect_timeout_ms;  /* per address tried */
+    unsigned response_timeout_ms; /* from the end of the request to the response head */
+    unsigned io_timeout_ms;       /* without progress while a body or tunnel streams */
+    unsigned pool_idle_ms;        /* an idle pooled connection is closed after this */
+    unsigned pool_max;            /* idle connections kept at most */
+};
+
+/* Creates the client for url; returns 0 or a negative libuv error. The url must outlive it. */
+int upstream_new(uv_loop_t *loop, const struct url *url, const struct upstream_options *opt,
+                 struct upstream **out);
+
+/* Closes the idle connections and stops resolving; active ones are closed by their owners. */
+void upstream_close(struct upstream *up);
+
+/* Frees the client once the loop has closed everything; NULL is a no-op. */
+void upstream_free(struct upstream *up);
+
+/*
+ * Returns a connection for one exchange: a pooled one, unless fresh is set or
+ * the pool is empty, else a new one. on_connect is called in either case,
+ * never before this returns. Returns NULL when out of memory.
+ */
+struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const struct upstream_handler *h,
+                                        void *ctx);
+
+/* Returns 1 when the connection came from the pool (it may have been closed by the peer meanwhile). */
+int upstream_conn_reused(const struct upstream_conn *c);
+
+/* Tells the parser that the response will have no body (the request was HEAD). */
+void upstream_conn_expect_no_body(struct upstream_conn *c);
+
+/* Queues bytes of the request (copied when they cannot be written at once); returns 0 or a libuv error. */
+int upstream_conn_write(struct upstream_conn *c, const char *data, size_t len);
+
+/* Marks the request complete: the response timeout starts. */
+void upstream_conn_request_done(struct upstream_conn *c);
+
+/* Returns the bytes queued and not yet written. */
+size_t upstream_conn_queued(const struct upstream_conn *c);
+
+/* Stops (paused = 1) or resumes reading the response, for back-pressure. */
+void upstream_conn_pause(struct upstream_conn *c, int paused);
+
+/* Ends the owner's use: pooled when reusable and the exchange completed cleanly, else closed. */
+void upstream_conn_release(struct upstream_conn *c, int reusable);
+
+/* Closes the connection now (with a reset); no callback follows. */
+void upstream_conn_abort(struct upstream_conn *c);
+
+/* Writes the local address of the connection ("127.0.0.1") into buf; returns 0 or a libuv error. */
+int upstream_conn_local_addr(const struct upstream_conn *c, char *buf, size_t len);
+
+#endif
