@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "parse.h"
 
@@ -87,6 +88,18 @@ static char *read_secret_file(struct problems *p, const char *var, const char *p
     return buf;
 }
 
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(v, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
 static void wipe_free(char *s)
 {
     if (s) {
@@ -130,6 +143,17 @@ int config_load(struct config *cfg, char *err, size_t errlen)
         cfg->qbit_user = dup_or_die(&p, user);
         cfg->qbit_pass = pass ? dup_or_die(&p, pass) : read_secret_file(&p, "QBIT_PASS_FILE", pass_file);
     }
+
+    const char *key = env("QBIT_API_KEY"), *key_file = env("QBIT_API_KEY_FILE");
+    if (key && key_file)
+        problem(&p, "QBIT_API_KEY and QBIT_API_KEY_FILE=\"%s\" are both set; set only one", key_file);
+    else if ((key || key_file) && user)
+        problem(&p, "%s and QBIT_USER=\"%s\" are both set; use either an API key or a user and password",
+                key ? "QBIT_API_KEY" : "QBIT_API_KEY_FILE", user);
+    else if (key)
+        cfg->qbit_api_key = dup_or_die(&p, key);
+    else if (key_file)
+        cfg->qbit_api_key = read_secret_file(&p, "QBIT_API_KEY_FILE", key_file);
 
     v = env("PORT_FILE");
     cfg->port_file = dup_or_die(&p, v ? v : "/tmp/gluetun/forwarded_port");
@@ -185,6 +209,13 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     cfg->upstream_timeout_ms = (unsigned)n * 1000;
     load_number(&p, "MAX_BUFFERED_BODY", 0, 1UL << 30, 64UL << 20, "a size in bytes", &n);
     cfg->max_buffered_body = n;
+    load_number(&p, "RESYNC_INTERVAL", 0, 86400, 60, "a number of seconds (0 disables)", &n);
+    cfg->resync_interval_ms = (unsigned)n * 1000;
+
+    v = env("REBIND_ON_RECONNECT");
+    cfg->rebind_on_reconnect = 1;
+    if (v && parse_bool(v, &cfg->rebind_on_reconnect) != 0)
+        problem(&p, "REBIND_ON_RECONNECT=\"%s\": expected true or false", v);
 
     if (p.count > 0) {
         config_free(cfg);
@@ -197,6 +228,7 @@ void config_free(struct config *cfg)
 {
     free(cfg->qbit_user);
     wipe_free(cfg->qbit_pass);
+    wipe_free(cfg->qbit_api_key);
     free(cfg->port_file);
     free(cfg->listen_addr);
     free(cfg->allowed_ips_text);
@@ -209,6 +241,7 @@ void config_print(const struct config *cfg, FILE *out)
     fprintf(out, "QBIT_ADDR=%s%s\n", cfg->qbit.origin, cfg->qbit.prefix);
     fprintf(out, "QBIT_USER=%s\n", cfg->qbit_user ? cfg->qbit_user : "");
     fprintf(out, "QBIT_PASS=%s\n", cfg->qbit_pass ? "******** (set)" : "");
+    fprintf(out, "QBIT_API_KEY=%s\n", cfg->qbit_api_key ? "******** (set)" : "");
     fprintf(out, "PORT_FILE=%s\n", cfg->port_file);
     fprintf(out, "LISTEN_ADDR=%s\n", cfg->listen_addr ? cfg->listen_addr : "(all interfaces, IPv4 and IPv6)");
     fprintf(out, "LISTEN_PORT=%u\n", cfg->listen_port);
@@ -228,4 +261,6 @@ void config_print(const struct config *cfg, FILE *out)
     fprintf(out, "UPSTREAM_CONNECT_TIMEOUT=%u\n", cfg->upstream_connect_timeout_ms / 1000);
     fprintf(out, "UPSTREAM_TIMEOUT=%u\n", cfg->upstream_timeout_ms / 1000);
     fprintf(out, "MAX_BUFFERED_BODY=%zu\n", cfg->max_buffered_body);
+    fprintf(out, "RESYNC_INTERVAL=%u\n", cfg->resync_interval_ms / 1000);
+    fprintf(out, "REBIND_ON_RECONNECT=%s\n", cfg->rebind_on_reconnect ? "true" : "false");
 }

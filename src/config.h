@@ -15,23 +15,26 @@
 #include "url.h"
 
 struct config {
-    struct url qbit;                      /* QBIT_ADDR */
-    char *qbit_user;                      /* QBIT_USER, NULL when unset */
-    char *qbit_pass;                      /* QBIT_PASS or QBIT_PASS_FILE's contents, NULL when unset */
-    char *port_file;                      /* PORT_FILE */
-    uint16_t listen_port;                 /* LISTEN_PORT */
-    char *listen_addr;                    /* LISTEN_ADDR, NULL = all interfaces, dual-stack if possible */
-    char *allowed_ips_text;               /* ALLOWED_IPS as given */
-    struct allowlist *allowed;            /* ALLOWED_IPS parsed; empty denies everyone */
-    enum log_level log_level;             /* LOG_LEVEL */
-    unsigned header_timeout_ms;           /* HEADER_TIMEOUT: a request head must arrive within it */
-    unsigned idle_timeout_ms;             /* IDLE_TIMEOUT: an idle client connection is closed after it */
-    unsigned shutdown_timeout_ms;         /* SHUTDOWN_TIMEOUT: in-flight requests get this long on SIGTERM */
-    size_t max_header_size;               /* MAX_HEADER_SIZE: larger request heads get 431 */
-    unsigned max_connections;             /* MAX_CONNECTIONS: concurrent clients, beyond it 503 */
+    struct url qbit;              /* QBIT_ADDR */
+    char *qbit_user;              /* QBIT_USER, NULL when unset */
+    char *qbit_pass;              /* QBIT_PASS or QBIT_PASS_FILE's contents, NULL when unset */
+    char *qbit_api_key;           /* QBIT_API_KEY or QBIT_API_KEY_FILE's contents (qBittorrent 5.2+) */
+    char *port_file;              /* PORT_FILE */
+    uint16_t listen_port;         /* LISTEN_PORT */
+    char *listen_addr;            /* LISTEN_ADDR, NULL = all interfaces, dual-stack if possible */
+    char *allowed_ips_text;       /* ALLOWED_IPS as given */
+    struct allowlist *allowed;    /* ALLOWED_IPS parsed; empty denies everyone */
+    enum log_level log_level;     /* LOG_LEVEL */
+    unsigned header_timeout_ms;   /* HEADER_TIMEOUT: a request head must arrive within it */
+    unsigned idle_timeout_ms;     /* IDLE_TIMEOUT: an idle client connection is closed after it */
+    unsigned shutdown_timeout_ms; /* SHUTDOWN_TIMEOUT: in-flight requests get this long on SIGTERM */
+    size_t max_header_size;       /* MAX_HEADER_SIZE: larger request heads get 431 */
+    unsigned max_connections;     /* MAX_CONNECTIONS: concurrent clients, beyond it 503 */
     unsigned upstream_connect_timeout_ms; /* UPSTREAM_CONNECT_TIMEOUT: per qBittorrent address tried */
     unsigned upstream_timeout_ms;         /* UPSTREAM_TIMEOUT: qBittorrent's answer, or a stalled transfer */
-    size_t max_buffered_body; /* MAX_BUFFERED_BODY: chunked request bodies are collected up to it */
+    size_t max_buffered_body;    /* MAX_BUFFERED_BODY: chunked request bodies are collected up to it */
+    unsigned resync_interval_ms; /* RESYNC_INTERVAL: re-check qBittorrent's port; 0 = never */
+    int rebind_on_reconnect;     /* REBIND_ON_RECONNECT: force a re-bind after forwarding restarts */
 };
 
 /*

@@ -159,13 +159,13 @@ const char *http_status_reason(int status)
     }
 }
 
-int http_format_response(char *buf, size_t cap, int status, const char *extra_headers, const char *body,
-                         int head_only, int keep_alive)
+int http_format_response(char *buf, size_t cap, int status, const char *content_type,
+                         const char *extra_headers, const char *body, int head_only, int keep_alive)
 {
     size_t body_len = strlen(body);
     int n = snprintf(buf, cap,
                      "HTTP/1.1 %d %s\r\n"
-                     "Content-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Type: %s\r\n"
                      "Content-Length: %zu\r\n"
                      "Cache-Control: no-store\r\n"
                      "X-Content-Type-Options: nosniff\r\n"
@@ -173,8 +173,10 @@ int http_format_response(char *buf, size_t cap, int status, const char *extra_he
                      "Connection: %s\r\n"
                      "\r\n"
                      "%s",
-                     status, http_status_reason(status), body_len, extra_headers ? extra_headers : "",
-                     keep_alive ? "keep-alive" : "close", head_only ? "" : body);
+                     status, http_status_reason(status),
+                     content_type ? content_type : "text/plain; charset=utf-8", body_len,
+                     extra_headers ? extra_headers : "", keep_alive ? "keep-alive" : "close",
+                     head_only ? "" : body);
     if (n < 0 || (size_t)n >= cap)
         return -1;
     return n;

@@ -8,7 +8,9 @@
 #include "config.h"
 #include "log.h"
 #include "proxy.h"
+#include "qbt.h"
 #include "server.h"
+#include "sync.h"
 #include "upstream.h"
 
 #define EXIT_CONFIG 2
@@ -19,36 +21,43 @@ struct daemon {
     struct server *server;
     struct upstream *upstream;
     struct proxy *proxy;
+    struct qbt *qbt;
+    struct sync *sync;
     uv_signal_t sigterm, sigint;
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: qbit-gluetun-sync [--check-config | --help | --version]\n"
-                 "\n"
-                 "Keeps qBittorrent's listening port equal to Gluetun's forwarded port and\n"
-                 "serves the qBittorrent WebUI through an allow-listed reverse proxy.\n"
-                 "Configured by environment variables:\n"
-                 "  QBIT_ADDR         qBittorrent WebUI address (http://localhost:8080)\n"
-                 "  QBIT_USER         WebUI user name (empty: rely on localhost bypass)\n"
-                 "  QBIT_PASS         WebUI password (or QBIT_PASS_FILE: read it from a file)\n"
-                 "  PORT_FILE         Gluetun's forwarded port file (/tmp/gluetun/forwarded_port)\n"
-                 "  LISTEN_ADDR       address to listen on (all interfaces, IPv4 and IPv6)\n"
-                 "  LISTEN_PORT       port to listen on (9090)\n"
-                 "  ALLOWED_IPS       comma-separated IPs/CIDRs allowed in (empty: nobody)\n"
-                 "  LOG_LEVEL         debug, info, warn or error (info)\n"
-                 "  HEADER_TIMEOUT    seconds a client has to send a request head (10)\n"
-                 "  IDLE_TIMEOUT      seconds an idle client connection is kept (60)\n"
-                 "  SHUTDOWN_TIMEOUT  seconds in-flight requests get on SIGTERM (10)\n"
-                 "  MAX_HEADER_SIZE   largest request head in bytes (16384)\n"
-                 "  MAX_CONNECTIONS   concurrent client connections (1024)\n"
-                 "  UPSTREAM_CONNECT_TIMEOUT  seconds to connect to qBittorrent, per address (5)\n"
-                 "  UPSTREAM_TIMEOUT  seconds to wait for qBittorrent's answer or a stalled transfer (60)\n"
-                 "  MAX_BUFFERED_BODY bytes of a chunked request body collected for qBittorrent (67108864)\n"
-                 "\n"
-                 "  --check-config    validate the configuration, print it and exit (0 ok, 2 invalid)\n"
-                 "  --help            show this help\n"
-                 "  --version         show the version\n");
+    fprintf(
+        out,
+        "usage: qbit-gluetun-sync [--check-config | --help | --version]\n"
+        "\n"
+        "Keeps qBittorrent's listening port equal to Gluetun's forwarded port and\n"
+        "serves the qBittorrent WebUI through an allow-listed reverse proxy.\n"
+        "Configured by environment variables:\n"
+        "  QBIT_ADDR         qBittorrent WebUI address (http://localhost:8080)\n"
+        "  QBIT_USER         WebUI user name (empty: rely on localhost bypass)\n"
+        "  QBIT_PASS         WebUI password (or QBIT_PASS_FILE: read it from a file)\n"
+        "  PORT_FILE         Gluetun's forwarded port file (/tmp/gluetun/forwarded_port)\n"
+        "  LISTEN_ADDR       address to listen on (all interfaces, IPv4 and IPv6)\n"
+        "  LISTEN_PORT       port to listen on (9090)\n"
+        "  ALLOWED_IPS       comma-separated IPs/CIDRs allowed in (empty: nobody)\n"
+        "  LOG_LEVEL         debug, info, warn or error (info)\n"
+        "  HEADER_TIMEOUT    seconds a client has to send a request head (10)\n"
+        "  IDLE_TIMEOUT      seconds an idle client connection is kept (60)\n"
+        "  SHUTDOWN_TIMEOUT  seconds in-flight requests get on SIGTERM (10)\n"
+        "  MAX_HEADER_SIZE   largest request head in bytes (16384)\n"
+        "  MAX_CONNECTIONS   concurrent client connections (1024)\n"
+        "  UPSTREAM_CONNECT_TIMEOUT  seconds to connect to qBittorrent, per address (5)\n"
+        "  UPSTREAM_TIMEOUT  seconds to wait for qBittorrent's answer or a stalled transfer (60)\n"
+        "  MAX_BUFFERED_BODY bytes of a chunked request body collected for qBittorrent (67108864)\n"
+        "  QBIT_API_KEY      qBittorrent 5.2+ API key instead of user and password (or QBIT_API_KEY_FILE)\n"
+        "  RESYNC_INTERVAL   seconds between checks of qBittorrent's port, 0 = never (60)\n"
+        "  REBIND_ON_RECONNECT  force a re-bind when forwarding restarts (true)\n"
+        "\n"
+        "  --check-config    validate the configuration, print it and exit (0 ok, 2 invalid)\n"
+        "  --help            show this help\n"
+        "  --version         show the version\n");
 }
 
 static void on_stopped(void *arg)
@@ -68,6 +77,7 @@ static void on_signal(uv_signal_t *handle, int signum)
                  d->cfg.shutdown_timeout_ms / 1000);
     else
         log_info("received %s again; closing every connection now", strsignal(signum));
+    sync_stop(d->sync);
     server_stop(d->server, on_stopped, d);
 }
 
@@ -123,12 +133,15 @@ int main(int argc, char **argv)
         .pool_max = 32,
     };
     if (upstream_new(d.loop, &d.cfg.qbit, &uo, &d.upstream) != 0 ||
-        proxy_new(d.loop, &d.cfg, d.upstream, &d.proxy) != 0) {
+        proxy_new(d.loop, &d.cfg, d.upstream, &d.proxy) != 0 || qbt_new(d.upstream, &d.cfg, &d.qbt) != 0 ||
+        sync_new(d.loop, &d.cfg, d.qbt, &d.sync) != 0) {
         log_error("out of memory");
         return 1;
     }
-    if (server_start(d.loop, &d.cfg, d.proxy, &d.server) != 0) {
+    if (server_start(d.loop, &d.cfg, d.proxy, d.sync, &d.server) != 0) {
         exit_code = 1;
+        sync_stop(d.sync);
+        upstream_close(d.upstream);
         uv_run(d.loop, UV_RUN_DEFAULT);
         goto out;
     }
@@ -141,13 +154,19 @@ int main(int argc, char **argv)
     d.sigterm.data = d.sigint.data = &d;
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
-    log_info("qbit-gluetun-sync %s started", QGS_VERSION);
+    log_info("qbit-gluetun-sync %s started; qBittorrent at %s, port file %s", QGS_VERSION, d.cfg.qbit.origin,
+             d.cfg.port_file);
+    int rc = sync_start(d.sync);
+    if (rc != 0)
+        log_error("cannot watch PORT_FILE %s: %s", d.cfg.port_file, uv_strerror(rc));
 
     uv_run(d.loop, UV_RUN_DEFAULT);
     log_info("stopped");
 
 out:
     server_free(d.server);
+    sync_free(d.sync);
+    qbt_free(d.qbt);
     proxy_free(d.proxy);
     upstream_free(d.upstream);
     uv_loop_close(d.loop);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <llhttp.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,9 +15,10 @@
 #include "log.h"
 #include "proxy.h"
 #include "rewrite.h"
+#include "sync.h"
 
 #define READ_BUF_SIZE 65536
-#define RESPONSE_MAX 1024
+#define RESPONSE_MAX 2048
 #define LINGER_MS 2000
 /* Stop reading a client whose unread responses pile up beyond this (pipelining without reading). */
 #define WRITE_QUEUE_MAX (256 * 1024)
@@ -34,6 +36,8 @@ enum conn_phase {
 enum route {
     ROUTE_PROXY,
     ROUTE_HEALTHZ,
+    ROUTE_READYZ,
+    ROUTE_SYNC,
     ROUTE_DENIED,
     ROUTE_BAD_TARGET,
     ROUTE_CROSS_ORIGIN,
@@ -50,6 +54,8 @@ struct client_conn {
     struct http_head head;
     struct buf stash;          /* received bytes held while the parser waits */
     struct proxy_exchange *ex; /* the proxied exchange in progress, or NULL */
+    struct sync_waiter waiter; /* a /sync waiting for its reconcile */
+    bool sync_waiting;
     enum conn_phase phase;
     enum route route;
     int handles_open;
@@ -78,6 +84,7 @@ struct server {
     uv_loop_t *loop;
     const struct config *cfg;
     struct proxy *proxy;
+    struct sync *sync;
     uv_tcp_t *listener;
     uv_timer_t deadline;
     struct client_conn *conns;
@@ -284,6 +291,10 @@ static void conn_close_how(struct client_conn *c, bool reset)
         c->ex = NULL;
         proxy_client_gone(ex);
     }
+    if (c->sync_waiting) {
+        c->sync_waiting = false;
+        sync_waiter_cancel(c->srv->sync, &c->waiter);
+    }
     if (!reset || uv_tcp_close_reset(&c->tcp, on_conn_handle_closed) != 0)
         uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
@@ -296,21 +307,27 @@ static void conn_close(struct client_conn *c)
 
 /* ---- responses ---- */
 
-static void respond(struct client_conn *c, int status, const char *extra_headers, const char *body,
-                    bool keep_alive)
+static void respond_typed(struct client_conn *c, int status, const char *content_type,
+                          const char *extra_headers, const char *body, bool keep_alive)
 {
     char buf[RESPONSE_MAX];
     bool head_only = llhttp_get_method(&c->parser) == HTTP_HEAD && c->phase != PHASE_HEAD;
     if (!keep_alive || c->srv->stopping)
         c->close_after_write = true;
-    int n =
-        http_format_response(buf, sizeof buf, status, extra_headers, body, head_only, !c->close_after_write);
+    int n = http_format_response(buf, sizeof buf, status, content_type, extra_headers, body, head_only,
+                                 !c->close_after_write);
     if (n < 0) {
         conn_close(c);
         return;
     }
     client_write(c, buf, (size_t)n);
     conn_after_write(c);
+}
+
+static void respond(struct client_conn *c, int status, const char *extra_headers, const char *body,
+                    bool keep_alive)
+{
+    respond_typed(c, status, NULL, extra_headers, body, keep_alive);
 }
 
 /* Answers a request that cannot be parsed or served, and closes the connection after it. */
@@ -332,8 +349,11 @@ static void feed_stash(struct client_conn *c)
 {
     struct buf held = c->stash;
     buf_init(&c->stash, held.limit);
-    if (held.len > 0)
-        conn_feed(c, held.data, held.len);
+    /*
+     * Parse even when nothing is held: a request without a body paused at
+     * its head completes (on_message_complete) only when the parser runs.
+     */
+    conn_feed(c, held.data ? held.data : "", held.len);
     buf_free(&held);
     update_reading(c);
 }
@@ -366,6 +386,7 @@ void client_start_tunnel(struct client_conn *c)
 void client_exchange_done(struct client_conn *c, int keep_alive)
 {
     c->ex = NULL;
+    c->sync_waiting = false;
     c->phase = PHASE_IDLE;
     c->bp_paused = false;
     if (!keep_alive || c->srv->stopping) {
@@ -413,6 +434,8 @@ static enum route route_request(struct client_conn *c)
     /* Health probes come from the node or the kubelet, not from the allowed networks. */
     if (url_path_is(url, url_len, "/healthz"))
         return ROUTE_HEALTHZ;
+    if (url_path_is(url, url_len, "/readyz") && srv->sync)
+        return ROUTE_READYZ;
     if (!c->peer_allowed) {
         if (log_limiter_allow(&srv->deny_limit, uv_now(srv->loop)))
             log_warn("denied %s: %s %.*s (not in ALLOWED_IPS)", c->peer, llhttp_method_name(method),
@@ -422,6 +445,8 @@ static enum route route_request(struct client_conn *c)
     /* Only origin-form targets ("/path"): no absolute URLs, no CONNECT, no "*". */
     if (method == HTTP_CONNECT || url_len == 0 || url[0] != '/')
         return ROUTE_BAD_TARGET;
+    if (url_path_is(url, url_len, "/sync") && srv->sync)
+        return ROUTE_SYNC;
     if (rewrite_check_origin(&c->head, why, sizeof why) != 0) {
         if (log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop)))
             log_warn("client %s: %s", c->peer, why);
@@ -442,6 +467,29 @@ static void respond_local(struct client_conn *c)
         else
             respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
         break;
+    case ROUTE_READYZ: {
+        char text[600];
+        if (method != HTTP_GET && method != HTTP_HEAD) {
+            respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
+            break;
+        }
+        respond(c, sync_readiness(c->srv->sync, text, sizeof text), NULL, text, keep_alive);
+        break;
+    }
+    case ROUTE_SYNC: {
+        char json[1024];
+        if (method != HTTP_GET && method != HTTP_POST) {
+            respond(c, 405, "Allow: GET, POST\r\n", "method not allowed; use GET or POST\n", keep_alive);
+            break;
+        }
+        int status = sync_request(c->srv->sync, &c->waiter, json, sizeof json);
+        if (status != 0) {
+            respond_typed(c, status, "application/json", NULL, json, keep_alive);
+            break;
+        }
+        c->sync_waiting = true; /* answered by on_sync_done */
+        break;
+    }
     case ROUTE_DENIED:
         respond(c, 403, NULL, "forbidden: your address is not in ALLOWED_IPS\n", keep_alive);
         break;
@@ -457,6 +505,17 @@ static void respond_local(struct client_conn *c)
         respond(c, 502, NULL, "upstream not configured\n", keep_alive);
         break;
     }
+}
+
+/* The reconcile a /sync waited for has finished. */
+static void on_sync_done(struct sync_waiter *w, int status, const char *json)
+{
+    struct client_conn *c = (struct client_conn *)((char *)w - offsetof(struct client_conn, waiter));
+    bool keep_alive = llhttp_should_keep_alive(&c->parser);
+    c->sync_waiting = false;
+    c->phase = PHASE_BODY; /* so a HEAD-less answer carries its body */
+    respond_typed(c, status, "application/json", NULL, json, keep_alive);
+    client_exchange_done(c, keep_alive && !c->close_after_write);
 }
 
 /* ---- parsing ---- */
@@ -531,6 +590,11 @@ static int on_message_complete(llhttp_t *p)
         proxy_end(c->ex);
     } else if (!c->close_after_write) {
         respond_local(c);
+        if (c->sync_waiting) {
+            c->phase = PHASE_WAIT;
+            uv_timer_stop(&c->timer);
+            return HPE_PAUSED;
+        }
         c->phase = PHASE_IDLE;
         if (!c->closing && !c->close_after_write)
             arm_timer(c, c->srv->cfg->idle_timeout_ms);
@@ -571,9 +635,11 @@ static void stash(struct client_conn *c, const char *data, size_t len)
 static void conn_feed(struct client_conn *c, const char *data, size_t len)
 {
     c->in_feed = true;
-    while (len > 0 && !c->close_after_write && !c->closing) {
+    bool first = true;
+    while ((len > 0 || first) && !c->close_after_write && !c->closing) {
+        first = false;
         if (c->phase == PHASE_TUNNEL) {
-            if (c->ex)
+            if (c->ex && len > 0)
                 proxy_tunnel(c->ex, data, len);
             break;
         }
@@ -584,7 +650,7 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
             const char *pos = llhttp_get_error_pos(&c->parser);
             len -= (size_t)(pos - data);
             data = pos;
-            if (c->waiting || c->ex) {
+            if (c->waiting || c->ex || c->sync_waiting) {
                 stash(c, data, len); /* the body, pipelined requests or tunnel bytes: later */
                 break;
             }
@@ -685,6 +751,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
+    c->waiter.cb = on_sync_done;
     c->handles_open = 2;
     c->next = srv->conns;
     if (srv->conns)
@@ -753,7 +820,8 @@ static int listen_on(struct server *srv, const char *addr, bool dual_stack)
     return 0;
 }
 
-int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy, struct server **out)
+int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy, struct sync *sync,
+                 struct server **out)
 {
     struct server *srv = calloc(1, sizeof *srv);
     if (!srv)
@@ -761,6 +829,7 @@ int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy,
     srv->loop = loop;
     srv->cfg = cfg;
     srv->proxy = proxy;
+    srv->sync = sync;
     srv->deny_limit = (struct log_limiter){.what = "denied requests", .window_ms = 10000, .burst = 5};
     srv->client_error_limit = (struct log_limiter){.what = "client errors", .window_ms = 10000, .burst = 5};
     llhttp_settings_init(&srv->settings);
@@ -844,6 +913,7 @@ void server_stop(struct server *srv, void (*on_stopped)(void *arg), void *arg)
     srv->listener = NULL;
     /* A client in the middle of a request is answered (with Connection: close) before it goes. */
     for (struct client_conn *c = srv->conns; c; c = c->next) {
+        log_debug("stopping: client %s in phase %d, %u writes pending", c->peer, c->phase, c->writes_pending);
         if (c->phase == PHASE_IDLE && c->writes_pending == 0) {
             conn_close(c);
         } else if (c->phase == PHASE_IDLE) {

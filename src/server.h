@@ -11,16 +11,19 @@
 
 #include "config.h"
 #include "proxy.h"
+#include "sync.h"
 
 struct server;
 
 /*
  * Binds and starts listening; requests for qBittorrent go to proxy (NULL:
- * answered 502). The config and proxy must outlive the server. Returns 0
+ * answered 502), /sync and /readyz to sync (NULL: proxied like any path).
+ * The config, proxy and sync must outlive the server. Returns 0
  * and the server in *out, or a negative libuv error (already logged, naming
  * the address) when nothing could be bound.
  */
-int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy, struct server **out);
+int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy, struct sync *sync,
+                 struct server **out);
 
 /*
  * Graceful stop: closes the listener at once, closes idle clients, lets

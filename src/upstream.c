@@ -108,10 +108,13 @@ static void conn_fail(struct upstream_conn *c, int err)
 {
     if (c->state == UC_CLOSING)
         return;
+    bool connecting = c->state == UC_RESOLVING || c->state == UC_CONNECTING || c->state == UC_RETRYING;
     const struct upstream_handler *h = c->h;
     c->h = NULL;
     conn_destroy(c, true);
-    if (h && h->on_error)
+    if (h && connecting && h->on_connect)
+        h->on_connect(c->ctx, err);
+    else if (h && h->on_error)
         h->on_error(c->ctx, err, c->got_response);
 }
 

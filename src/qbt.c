@@ -1,0 +1,397 @@
+/* qbt.c - login, read and set listen_port, over the shared upstream client. */
+#include "qbt.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "log.h"
+
+#define RESPONSE_LIMIT (4 * 1024 * 1024)
+#define COOKIE_MAX 512
+
+enum step { STEP_LOGIN, STEP_GET, STEP_SET };
+
+struct qbt {
+    struct upstream *up;
+    const struct config *cfg;
+    char cookie[COOKIE_MAX]; /* "SID=..." once logged in */
+    /* The call in flight. */
+    bool busy, relogged, retried;
+    enum step op;   /* what the caller asked for */
+    enum step step; /* what is on the wire */
+    uint16_t set_port;
+    qbt_cb cb;
+    void *ctx;
+    struct upstream_conn *conn;
+    struct buf req, resp;
+    int status;
+    char new_cookie[COOKIE_MAX];
+};
+
+static const struct upstream_handler handler;
+
+const char *qbt_result_name(enum qbt_result result)
+{
+    static const char *const names[] = {"ok",          "unreachable", "timeout",
+                                        "auth_failed", "banned",      "bad_response"};
+    return names[result];
+}
+
+int qbt_session_cookie(const char *set_cookie, size_t len, char *out, size_t outlen)
+{
+    size_t end = 0;
+    while (end < len && set_cookie[end] != ';')
+        end++;
+    size_t start = 0;
+    while (start < end && (set_cookie[start] == ' ' || set_cookie[start] == '\t'))
+        start++;
+    while (end > start && (set_cookie[end - 1] == ' ' || set_cookie[end - 1] == '\t'))
+        end--;
+    const char *eq = memchr(set_cookie + start, '=', end - start);
+    if (!eq || eq == set_cookie + start || end - start + 1 > outlen)
+        return -1;
+    for (size_t i = start; i < end; i++) {
+        unsigned char c = (unsigned char)set_cookie[i];
+        if (c < 0x21 || c == 0x7f || c == ',' || c == '"' || c == '\\')
+            return -1; /* not a cookie-pair we could send back as is */
+    }
+    memcpy(out, set_cookie + start, end - start);
+    out[end - start] = '\0';
+    return 0;
+}
+
+enum qbt_result qbt_login_result(int status, const char *body, size_t len)
+{
+    if (status == 204)
+        return QBT_OK;
+    if (status == 200) {
+        if (len >= 3 && strncmp(body, "Ok.", 3) == 0)
+            return QBT_OK;
+        if (len >= 6 && strncmp(body, "Fails.", 6) == 0)
+            return QBT_AUTH_FAILED;
+        return QBT_BAD_RESPONSE;
+    }
+    if (status == 401)
+        return QBT_AUTH_FAILED;
+    if (status == 403)
+        return QBT_BANNED;
+    return QBT_BAD_RESPONSE;
+}
+
+int qbt_parse_listen_port(const char *json, size_t len, int *port)
+{
+    json_error_t error;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &error);
+    int rc = -1;
+    if (!root)
+        return -1;
+    json_t *v = json_is_object(root) ? json_object_get(root, "listen_port") : NULL;
+    if (v && json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 65535) {
+        *port = (int)json_integer_value(v);
+        rc = 0;
+    }
+    json_decref(root);
+    return rc;
+}
+
+int qbt_new(struct upstream *up, const struct config *cfg, struct qbt **out)
+{
+    struct qbt *q = calloc(1, sizeof *q);
+    if (!q)
+        return UV_ENOMEM;
+    q->up = up;
+    q->cfg = cfg;
+    buf_init(&q->req, 64 * 1024);
+    buf_init(&q->resp, RESPONSE_LIMIT);
+    *out = q;
+    return 0;
+}
+
+void qbt_cancel(struct qbt *q)
+{
+    if (q->conn) {
+        upstream_conn_abort(q->conn);
+        q->conn = NULL;
+    }
+    q->busy = false;
+}
+
+void qbt_free(struct qbt *q)
+{
+    if (!q)
+        return;
+    qbt_cancel(q);
+    buf_free(&q->req);
+    buf_free(&q->resp);
+    explicit_bzero(q->cookie, sizeof q->cookie);
+    free(q);
+}
+
+/* Appends s form-urlencoded (RFC 3986 unreserved bytes kept, the rest %XX). */
+static int put_form_value(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+            *p == '.' || *p == '_' || *p == '~') {
+            rc = buf_append(b, p, 1);
+        } else {
+            char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            rc = buf_append(b, enc, 3);
+        }
+    }
+    return rc;
+}
+
+/* Builds the request for the current step into q->req. */
+static int build_request(struct qbt *q)
+{
+    struct buf body;
+    buf_init(&body, 8192);
+    const char *method = "GET", *path = "/api/v2/app/preferences";
+    int rc = 0;
+    if (q->step == STEP_LOGIN) {
+        method = "POST";
+        path = "/api/v2/auth/login";
+        rc = buf_puts(&body, "username=");
+        if (rc == 0)
+            rc = put_form_value(&body, q->cfg->qbit_user);
+        if (rc == 0)
+            rc = buf_puts(&body, "&password=");
+        if (rc == 0)
+            rc = put_form_value(&body, q->cfg->qbit_pass);
+    } else if (q->step == STEP_SET) {
+        method = "POST";
+        path = "/api/v2/app/setPreferences";
+        /* json={"listen_port":N}, form-encoded; N is a validated integer, never anything else. */
+        rc = buf_printf(&body, "json=%%7B%%22listen_port%%22%%3A%u%%7D", q->set_port);
+    }
+    buf_reset(&q->req);
+    if (rc == 0)
+        rc = buf_printf(&q->req, "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: qbit-gluetun-sync/%s\r\n",
+                        method, q->cfg->qbit.prefix, path, q->cfg->qbit.authority, QGS_VERSION);
+    if (rc == 0 && q->cfg->qbit_api_key)
+        rc = buf_printf(&q->req, "Authorization: Bearer %s\r\n", q->cfg->qbit_api_key);
+    else if (rc == 0 && q->cookie[0] && q->step != STEP_LOGIN)
+        rc = buf_printf(&q->req, "Cookie: %s\r\n", q->cookie);
+    if (rc == 0 && body.len > 0)
+        rc = buf_printf(&q->req, "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n",
+                        body.len);
+    if (rc == 0)
+        rc = buf_puts(&q->req, "Connection: keep-alive\r\n\r\n");
+    if (rc == 0)
+        rc = buf_append(&q->req, body.data, body.len);
+    explicit_bzero(body.data, body.len); /* it may hold the password */
+    buf_free(&body);
+    return rc;
+}
+
+static void finish(struct qbt *q, enum qbt_result result, int port, const char *detail);
+
+/* Puts the step on a connection; returns 0, or UV_ENOMEM with nothing started. */
+static int send_step(struct qbt *q, enum step step)
+{
+    q->step = step;
+    q->status = 0;
+    q->new_cookie[0] = '\0';
+    buf_reset(&q->resp);
+    q->conn = upstream_conn_get(q->up, q->retried, &handler, q);
+    return q->conn ? 0 : UV_ENOMEM;
+}
+
+/* The next step of a call in progress; a failure to start it ends the call. */
+static void next_step(struct qbt *q, enum step step)
+{
+    if (send_step(q, step) != 0)
+        finish(q, QBT_UNREACHABLE, -1, "out of memory for a qBittorrent API call");
+}
+
+static bool needs_login(const struct qbt *q)
+{
+    return q->cfg->qbit_user && !q->cfg->qbit_api_key;
+}
+
+static int start(struct qbt *q, enum step op, qbt_cb cb, void *ctx)
+{
+    if (q->busy)
+        return UV_EBUSY;
+    q->busy = true;
+    q->relogged = q->retried = false;
+    q->op = op;
+    q->cb = cb;
+    q->ctx = ctx;
+    int rc = send_step(q, needs_login(q) && !q->cookie[0] ? STEP_LOGIN : op);
+    if (rc != 0)
+        q->busy = false;
+    return rc;
+}
+
+int qbt_get_port(struct qbt *q, qbt_cb cb, void *ctx)
+{
+    return start(q, STEP_GET, cb, ctx);
+}
+
+int qbt_set_port(struct qbt *q, uint16_t port, qbt_cb cb, void *ctx)
+{
+    if (port == 0)
+        return UV_EINVAL;
+    q->set_port = port;
+    return start(q, STEP_SET, cb, ctx);
+}
+
+static void finish(struct qbt *q, enum qbt_result result, int port, const char *detail)
+{
+    if (!q->busy)
+        return;
+    q->busy = false;
+    q->conn = NULL;
+    q->cb(q->ctx, result, port, detail);
+}
+
+/* ---- upstream events ---- */
+
+static void on_connect(void *ctx, int status)
+{
+    struct qbt *q = ctx;
+    if (status < 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "cannot connect to qBittorrent at %s: %s", q->cfg->qbit.authority,
+                 uv_strerror(status));
+        finish(q, status == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
+        return;
+    }
+    int rc = build_request(q);
+    if (rc == 0)
+        rc = upstream_conn_write(q->conn, q->req.data, q->req.len);
+    explicit_bzero(q->req.data, q->req.len);
+    if (rc != 0) {
+        upstream_conn_abort(q->conn);
+        finish(q, QBT_UNREACHABLE, -1, "cannot send a request to qBittorrent");
+        return;
+    }
+    upstream_conn_request_done(q->conn);
+}
+
+static void on_head(void *ctx, int status, const struct http_head *head, const llhttp_t *parser)
+{
+    (void)parser;
+    struct qbt *q = ctx;
+    q->status = status;
+    /* The session cookie is the one qBittorrent sets at login, whatever it is called. */
+    for (unsigned i = 0; i < head->count && !q->new_cookie[0]; i++) {
+        const struct http_header *hd = &head->headers[i];
+        if (hd->name_len == 10 && strncasecmp(head->buf + hd->name, "set-cookie", 10) == 0)
+            qbt_session_cookie(head->buf + hd->value, hd->value_len, q->new_cookie, sizeof q->new_cookie);
+    }
+}
+
+static void on_body(void *ctx, const char *data, size_t len)
+{
+    struct qbt *q = ctx;
+    if (buf_append(&q->resp, data, len) != 0) {
+        upstream_conn_abort(q->conn);
+        finish(q, QBT_BAD_RESPONSE, -1, "qBittorrent's answer is larger than 4 MiB");
+    }
+}
+
+static void on_end(void *ctx)
+{
+    struct qbt *q = ctx;
+    char msg[512];
+    upstream_conn_release(q->conn, 1);
+    q->conn = NULL;
+
+    if (q->step == STEP_LOGIN) {
+        enum qbt_result r = qbt_login_result(q->status, q->resp.data ? q->resp.data : "", q->resp.len);
+        if (r == QBT_OK && !q->new_cookie[0])
+            r = QBT_BAD_RESPONSE;
+        if (r != QBT_OK) {
+            if (r == QBT_AUTH_FAILED)
+                snprintf(msg, sizeof msg,
+                         "qBittorrent refused the login of user \"%s\": wrong QBIT_USER or QBIT_PASS",
+                         q->cfg->qbit_user);
+            else if (r == QBT_BANNED)
+                snprintf(msg, sizeof msg,
+                         "qBittorrent has banned this address after failed logins (HTTP 403); "
+                         "it lifts the ban after its ban time (1 hour by default)");
+            else
+                snprintf(msg, sizeof msg, "unexpected answer to the login: HTTP %d", q->status);
+            finish(q, r, -1, msg);
+            return;
+        }
+        snprintf(q->cookie, sizeof q->cookie, "%s", q->new_cookie);
+        log_info("logged in to qBittorrent as \"%s\"", q->cfg->qbit_user);
+        q->retried = false;
+        next_step(q, q->op);
+        return;
+    }
+
+    if (q->status == 403 || q->status == 401) {
+        /* The session expired (qBittorrent restarted): log in again, once per call. */
+        if (needs_login(q) && !q->relogged) {
+            q->relogged = true;
+            q->cookie[0] = '\0';
+            q->retried = false;
+            next_step(q, STEP_LOGIN);
+            return;
+        }
+        if (q->cfg->qbit_api_key)
+            snprintf(msg, sizeof msg, "qBittorrent refused the API key (HTTP %d): check QBIT_API_KEY",
+                     q->status);
+        else if (needs_login(q))
+            snprintf(msg, sizeof msg, "qBittorrent refused the session right after a login (HTTP %d)",
+                     q->status);
+        else
+            snprintf(msg, sizeof msg,
+                     "qBittorrent requires a login (HTTP %d): set QBIT_USER and QBIT_PASS (or QBIT_API_KEY), "
+                     "or enable \"Bypass authentication for clients on localhost\"",
+                     q->status);
+        finish(q, QBT_AUTH_FAILED, -1, msg);
+        return;
+    }
+    if (q->status < 200 || q->status > 299) {
+        snprintf(msg, sizeof msg, "unexpected answer from qBittorrent: HTTP %d", q->status);
+        finish(q, QBT_BAD_RESPONSE, -1, msg);
+        return;
+    }
+    if (q->step == STEP_SET) {
+        finish(q, QBT_OK, q->set_port, NULL);
+        return;
+    }
+    int port;
+    if (qbt_parse_listen_port(q->resp.data ? q->resp.data : "", q->resp.len, &port) != 0) {
+        finish(q, QBT_BAD_RESPONSE, -1, "qBittorrent's preferences have no valid listen_port");
+        return;
+    }
+    finish(q, QBT_OK, port, NULL);
+}
+
+static void on_error(void *ctx, int err, int got_response)
+{
+    struct qbt *q = ctx;
+    bool reused = q->conn && upstream_conn_reused(q->conn);
+    q->conn = NULL;
+    /* A pooled connection closed by qBittorrent just before use: every API request can be replayed. */
+    if (reused && !got_response && !q->retried) {
+        q->retried = true;
+        if (send_step(q, q->step) == 0)
+            return;
+    }
+    char msg[512];
+    snprintf(msg, sizeof msg, "qBittorrent at %s: %s", q->cfg->qbit.authority, uv_strerror(err));
+    finish(q, err == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
+}
+
+static const struct upstream_handler handler = {
+    .on_connect = on_connect,
+    .on_head = on_head,
+    .on_body = on_body,
+    .on_end = on_end,
+    .on_error = on_error,
+};

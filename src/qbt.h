@@ -1,0 +1,62 @@
+/*
+ * qbt.h - the qBittorrent WebUI API calls the port sync needs, carried by the
+ * upstream client: log in (when credentials are set), read listen_port, set
+ * it. The session cookie is kept whatever its name (SID up to 5.1,
+ * QBT_SID_<port> from 5.2) and a 403 triggers one fresh login. One call at a
+ * time; its callback runs from the loop, never inside the call.
+ */
+#ifndef QGS_QBT_H
+#define QGS_QBT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "upstream.h"
+
+enum qbt_result {
+    QBT_OK,
+    QBT_UNREACHABLE,  /* no connection, or it broke */
+    QBT_TIMEOUT,      /* no answer in time */
+    QBT_AUTH_FAILED,  /* wrong credentials or API key, or a login is needed and none is configured */
+    QBT_BANNED,       /* qBittorrent banned our address after failed logins */
+    QBT_BAD_RESPONSE, /* an answer we cannot use */
+};
+
+struct qbt;
+
+/* Creates the client; cfg and up must outlive it. Returns 0 or UV_ENOMEM. */
+int qbt_new(struct upstream *up, const struct config *cfg, struct qbt **out);
+
+/* Frees the client (a call in flight is aborted without its callback); NULL is a no-op. */
+void qbt_free(struct qbt *q);
+
+/* With port >= 0 the result of a read, else -1; detail explains a failure. */
+typedef void (*qbt_cb)(void *ctx, enum qbt_result result, int port, const char *detail);
+
+/* Reads qBittorrent's listen_port. Returns 0, or UV_EBUSY while another call runs. */
+int qbt_get_port(struct qbt *q, qbt_cb cb, void *ctx);
+
+/* Sets listen_port (1..65535 only). Returns 0, UV_EINVAL or UV_EBUSY. */
+int qbt_set_port(struct qbt *q, uint16_t port, qbt_cb cb, void *ctx);
+
+/* Aborts the call in flight, if any; its callback does not run. */
+void qbt_cancel(struct qbt *q);
+
+/* Returns a short name for a result ("unreachable"). */
+const char *qbt_result_name(enum qbt_result result);
+
+/* ---- pure helpers, exposed for tests ---- */
+
+/* Copies "name=value" of a Set-Cookie value into out; returns 0, or -1 when there is none or it does not fit.
+ */
+int qbt_session_cookie(const char *set_cookie, size_t len, char *out, size_t outlen);
+
+/* Classifies a login answer: 200 "Ok." or 204 is QBT_OK; 200 "Fails." or 401 is QBT_AUTH_FAILED; 403
+ * QBT_BANNED. */
+enum qbt_result qbt_login_result(int status, const char *body, size_t len);
+
+/* Finds listen_port in a preferences JSON object; returns 0 and the port, or -1. */
+int qbt_parse_listen_port(const char *json, size_t len, int *port);
+
+#endif

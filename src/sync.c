@@ -1,0 +1,427 @@
+/* sync.c - desired port (the file) versus actual port (qBittorrent): compare, apply, verify, retry. */
+#include "sync.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "watcher.h"
+
+#define AUTH_BACKOFF_MS (5 * 60 * 1000)
+#define BAN_BACKOFF_MS (15 * 60 * 1000)
+#define SYNC_MIN_INTERVAL_MS 1000
+
+enum step { STEP_READ, STEP_SET_TEMP, STEP_SET, STEP_VERIFY };
+
+struct sync {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct qbt *qbt;
+    struct watcher *watcher;
+    uv_timer_t next; /* the retry after a failure, or the periodic re-check */
+
+    /* What the file says. */
+    enum watcher_state file_state;
+    char file_detail[512];
+    bool have_port;      /* a port to push: the file's last valid port, while forwarding is up */
+    uint16_t desired;    /* the last valid port read (kept while the file is empty or gone) */
+    uint64_t gone_since; /* when the file went empty or missing, 0 while it holds a port */
+    bool rebind_pending; /* forwarding restarted: re-bind even if the port is unchanged */
+    uint64_t changed_at; /* when desired last changed, for the latency log */
+
+    /* What qBittorrent says. */
+    int qbt_port;           /* -1 until read */
+    enum qbt_result result; /* of the last run */
+    char detail[512];       /* its failure, if any */
+    bool ran;               /* at least one run finished */
+    uint16_t confirmed;     /* the desired port qBittorrent confirmed, 0 if none */
+
+    /* The run in progress. */
+    bool running, again, stopped;
+    enum step step;
+    uint16_t target;
+    unsigned long runs; /* runs started */
+    unsigned failures;
+    bool blocked;          /* waiting out a login backoff: triggers wait for the timer */
+    uint64_t last_request; /* last /sync, for the rate limit */
+    struct sync_waiter *waiters;
+};
+
+static void run(struct sync *s);
+static void on_qbt(void *ctx, enum qbt_result result, int port, const char *detail);
+
+unsigned sync_backoff_ms(unsigned failures, double jitter)
+{
+    unsigned ms = 1000;
+    for (unsigned i = 1; i < failures && ms < 60000; i++)
+        ms *= 2;
+    if (ms > 60000)
+        ms = 60000;
+    return (unsigned)(ms * jitter);
+}
+
+/* ---- outcome reporting ---- */
+
+static int outcome_status(const struct sync *s)
+{
+    if (s->file_state != WATCH_PORT)
+        return 422;
+    switch (s->result) {
+    case QBT_OK:
+        return s->confirmed == s->desired ? 200 : 502;
+    case QBT_TIMEOUT:
+        return 504;
+    case QBT_AUTH_FAILED:
+    case QBT_BANNED:
+        return 401;
+    case QBT_UNREACHABLE:
+    case QBT_BAD_RESPONSE:
+        break;
+    }
+    return 502;
+}
+
+static const char *outcome_name(const struct sync *s)
+{
+    if (s->result != QBT_OK)
+        return qbt_result_name(s->result);
+    if (!s->have_port)
+        return "no_port";
+    return s->confirmed == s->desired ? "in_sync" : "not_applied";
+}
+
+/* Writes the JSON body of /sync; returns the HTTP status. */
+static int describe(const struct sync *s, char *json, size_t len)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "desired_port", s->have_port ? json_integer(s->desired) : json_null());
+    json_object_set_new(o, "qbittorrent_port", s->qbt_port >= 0 ? json_integer(s->qbt_port) : json_null());
+    json_object_set_new(o, "file", json_string(watcher_state_name(s->file_state)));
+    json_object_set_new(o, "outcome", json_string(outcome_name(s)));
+    const char *msg =
+        s->result != QBT_OK ? s->detail
+        : s->file_state == WATCH_MISSING
+            ? "the port file does not exist: port forwarding is not up; qBittorrent's port is kept"
+        : s->file_state == WATCH_EMPTY
+            ? "the port file is empty: port forwarding is down; qBittorrent's port is kept"
+        : s->file_state != WATCH_PORT ? s->file_detail
+                                      : "qBittorrent listens on the forwarded port";
+    json_object_set_new(o, "message", json_string(msg));
+    char *text = json_dumps(o, JSON_COMPACT);
+    snprintf(json, len, "%s\n", text ? text : "{}");
+    free(text);
+    json_decref(o);
+    return outcome_status(s);
+}
+
+static void notify_waiters(struct sync *s, unsigned long finished_run)
+{
+    char json[1024];
+    int status = describe(s, json, sizeof json);
+    struct sync_waiter *w = s->waiters;
+    while (w) {
+        struct sync_waiter *next = w->next;
+        if (w->first_run <= finished_run) {
+            sync_waiter_cancel(s, w);
+            w->cb(w, status, json);
+        }
+        w = next;
+    }
+}
+
+/* ---- running ---- */
+
+static void on_next_timer(uv_timer_t *t)
+{
+    struct sync *s = t->data;
+    s->blocked = false;
+    run(s);
+}
+
+static void finish(struct sync *s, enum qbt_result result, const char *detail)
+{
+    unsigned long finished = s->runs;
+    s->running = false;
+    s->ran = true;
+    bool changed = s->result != result || (detail && strcmp(detail, s->detail) != 0);
+    s->result = result;
+    snprintf(s->detail, sizeof s->detail, "%s", detail ? detail : "");
+    unsigned delay;
+    if (result == QBT_OK) {
+        if (s->failures > 0)
+            log_info("qBittorrent answers again");
+        s->failures = 0;
+        delay = s->cfg->resync_interval_ms;
+    } else {
+        s->failures++;
+        s->confirmed = 0;
+        if (result == QBT_AUTH_FAILED || result == QBT_BANNED) {
+            /* Never retry a refused login fast enough to earn (or extend) a ban. */
+            delay = result == QBT_BANNED ? BAN_BACKOFF_MS : AUTH_BACKOFF_MS;
+            s->blocked = true;
+        } else {
+            delay = sync_backoff_ms(s->failures, 0.8 + 0.4 * ((double)rand() / RAND_MAX));
+        }
+        /* A failure that repeats is logged when it changes, and then at most every few minutes. */
+        if (changed || s->failures % 8 == 1)
+            log_error("port sync failed: %s; retrying in %u s", s->detail, (delay + 500) / 1000);
+    }
+    notify_waiters(s, finished);
+    if (s->stopped)
+        return;
+    if (s->again && !s->blocked) {
+        s->again = false;
+        run(s);
+        return;
+    }
+    s->again = false;
+    if (delay > 0)
+        uv_timer_start(&s->next, on_next_timer, delay, 0);
+}
+
+static void call(struct sync *s, enum step step, uint16_t port)
+{
+    s->step = step;
+    int rc = step == STEP_READ || step == STEP_VERIFY ? qbt_get_port(s->qbt, on_qbt, s)
+                                                      : qbt_set_port(s->qbt, port, on_qbt, s);
+    if (rc != 0)
+        finish(s, QBT_UNREACHABLE, uv_strerror(rc));
+}
+
+/* A port for the brief detour of a forced re-bind: any valid port other than the target. */
+static uint16_t temp_port(uint16_t target)
+{
+    return target < 65535 ? (uint16_t)(target + 1) : (uint16_t)(target - 1);
+}
+
+static void on_qbt(void *ctx, enum qbt_result result, int port, const char *detail)
+{
+    struct sync *s = ctx;
+    if (s->stopped)
+        return;
+    if (result != QBT_OK) {
+        finish(s, result, detail);
+        return;
+    }
+    switch (s->step) {
+    case STEP_READ:
+        s->qbt_port = port;
+        if (!s->have_port) {
+            s->confirmed = 0;
+            finish(s, QBT_OK, NULL);
+            return;
+        }
+        /* Read desired now, not when the run began: the newest port wins. */
+        s->target = s->desired;
+        if (s->rebind_pending && port == s->target) {
+            log_info("port forwarding restarted: re-binding qBittorrent via port %u", temp_port(s->target));
+            call(s, STEP_SET_TEMP, temp_port(s->target));
+        } else if (port != s->target) {
+            call(s, STEP_SET, s->target);
+        } else {
+            s->rebind_pending = false;
+            if (s->confirmed != s->target)
+                log_info("qBittorrent already listens on the forwarded port %u", s->target);
+            s->confirmed = s->target;
+            finish(s, QBT_OK, NULL);
+        }
+        return;
+    case STEP_SET_TEMP:
+        call(s, STEP_SET, s->target);
+        return;
+    case STEP_SET:
+        call(s, STEP_VERIFY, 0);
+        return;
+    case STEP_VERIFY:
+        s->qbt_port = port;
+        if (port != s->target) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "qBittorrent reports port %d after being set to %u", port, s->target);
+            finish(s, QBT_BAD_RESPONSE, msg);
+            return;
+        }
+        if (s->target == s->desired)
+            s->rebind_pending = false;
+        s->confirmed = s->target;
+        log_info("qBittorrent now listens on port %u (%llu ms after the file changed)", s->target,
+                 (unsigned long long)(uv_now(s->loop) - s->changed_at));
+        finish(s, QBT_OK, NULL);
+        return;
+    }
+}
+
+static void run(struct sync *s)
+{
+    if (s->stopped)
+        return;
+    if (s->running) {
+        s->again = true;
+        return;
+    }
+    if (s->blocked) {
+        s->again = true;
+        return;
+    }
+    uv_timer_stop(&s->next);
+    s->running = true;
+    s->runs++;
+    call(s, STEP_READ, 0);
+}
+
+/* ---- the file ---- */
+
+static void on_file(void *ctx, enum watcher_state state, uint16_t port, const char *detail)
+{
+    struct sync *s = ctx;
+    uint64_t now = uv_now(s->loop);
+    enum watcher_state before = s->file_state;
+    s->file_state = state;
+    snprintf(s->file_detail, sizeof s->file_detail, "%s", detail ? detail : "");
+    switch (state) {
+    case WATCH_PORT: {
+        /* A port after a gap longer than one in-place rewrite means a new forwarding session. */
+        bool reconnect = s->gone_since && now - s->gone_since > WATCHER_SETTLE_MS;
+        bool changed = !s->have_port || port != s->desired;
+        if (reconnect && s->cfg->rebind_on_reconnect && s->ran)
+            s->rebind_pending = true;
+        s->gone_since = 0;
+        if (!changed && !s->rebind_pending)
+            return;
+        if (changed)
+            log_info("forwarded port is %u%s", port, s->have_port && port != s->desired ? " (changed)" : "");
+        s->have_port = true;
+        s->desired = port;
+        s->changed_at = now;
+        run(s);
+        return;
+    }
+    case WATCH_EMPTY:
+    case WATCH_MISSING:
+        if (!s->gone_since)
+            s->gone_since = now ? now : 1;
+        if (s->have_port || before != state)
+            log_info("port file is %s: port forwarding is not up; qBittorrent keeps its current port",
+                     watcher_state_name(state));
+        if (s->have_port) {
+            s->have_port = false;
+            s->confirmed = 0;
+        }
+        return;
+    case WATCH_INVALID:
+    case WATCH_UNREADABLE:
+        return; /* logged by the watcher; the last port stays */
+    }
+}
+
+/* ---- the outside ---- */
+
+int sync_new(uv_loop_t *loop, const struct config *cfg, struct qbt *q, struct sync **out)
+{
+    struct sync *s = calloc(1, sizeof *s);
+    if (!s)
+        return UV_ENOMEM;
+    s->loop = loop;
+    s->cfg = cfg;
+    s->qbt = q;
+    s->qbt_port = -1;
+    s->file_state = WATCH_MISSING;
+    uv_timer_init(loop, &s->next);
+    s->next.data = s;
+    srand((unsigned)(uv_hrtime() ^ (uint64_t)getpid()));
+    *out = s;
+    return 0;
+}
+
+int sync_start(struct sync *s)
+{
+    int rc = watcher_start(s->loop, s->cfg->port_file, on_file, s, &s->watcher);
+    if (rc != 0)
+        return rc;
+    /* Start-up never waits for qBittorrent: this only starts the first run. */
+    run(s);
+    return 0;
+}
+
+void sync_stop(struct sync *s)
+{
+    if (s->stopped)
+        return;
+    s->stopped = true;
+    s->waiters = NULL;
+    watcher_stop(s->watcher);
+    s->watcher = NULL;
+    qbt_cancel(s->qbt);
+    uv_close((uv_handle_t *)&s->next, NULL);
+}
+
+void sync_free(struct sync *s)
+{
+    free(s);
+}
+
+int sync_request(struct sync *s, struct sync_waiter *w, char *json, size_t jsonlen)
+{
+    uint64_t now = uv_now(s->loop);
+    if (s->last_request && now - s->last_request < SYNC_MIN_INTERVAL_MS) {
+        snprintf(json, jsonlen,
+                 "{\"outcome\":\"rate_limited\",\"message\":\"/sync may be called once a second\"}\n");
+        return 429;
+    }
+    s->last_request = now;
+    watcher_read_now(s->watcher);
+    if (s->blocked) {
+        /* A login backoff is running; answering from the last run keeps us clear of a ban. */
+        return describe(s, json, jsonlen);
+    }
+    w->first_run = s->runs + 1;
+    w->prev = NULL;
+    w->next = s->waiters;
+    if (s->waiters)
+        s->waiters->prev = w;
+    s->waiters = w;
+    if (s->running)
+        s->again = true;
+    else
+        run(s);
+    return 0;
+}
+
+void sync_waiter_cancel(struct sync *s, struct sync_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (s->waiters == w)
+        s->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+}
+
+int sync_readiness(const struct sync *s, char *text, size_t len)
+{
+    if (!s->ran) {
+        snprintf(text, len, "not ready: no answer from qBittorrent yet\n");
+        return 503;
+    }
+    if (s->result != QBT_OK) {
+        snprintf(text, len, "not ready: %s\n", s->detail);
+        return 503;
+    }
+    if (!s->have_port) {
+        /* Nothing to apply yet and qBittorrent answers: ready, so the WebUI is reachable. */
+        snprintf(text, len, "ready: qBittorrent answers; no forwarded port yet (port file %s)\n",
+                 watcher_state_name(s->file_state));
+        return 200;
+    }
+    if (s->confirmed == s->desired) {
+        snprintf(text, len, "ready: qBittorrent listens on the forwarded port %u\n", s->desired);
+        return 200;
+    }
+    snprintf(text, len, "not ready: forwarded port %u not applied yet (qBittorrent reports %d)\n", s->desired,
+             s->qbt_port);
+    return 503;
+}
