@@ -105,7 +105,7 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
     *wait = false;
     struct proxy_exchange *ex = calloc(1, sizeof *ex);
     if (!ex) {
-        client_exchange_fail(client, 503, "out of memory\n");
+        client_exchange_fail(client, 503, "out of memory");
         return NULL;
     }
     ex->px = px;
@@ -135,7 +135,7 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
     if (build_head(ex, parser, head, parser->content_length) != 0)
         goto too_large;
     if (connect_upstream(ex, 0) != 0) {
-        fail(ex, 503, "out of memory\n");
+        fail(ex, 503, "out of memory");
         return NULL;
     }
     ex->client_waiting = true;
@@ -143,7 +143,7 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
     return ex;
 
 too_large:
-    fail(ex, 431, "request head too large\n");
+    fail(ex, 431, "request head too large");
     return NULL;
 }
 
@@ -157,11 +157,13 @@ static void on_connect(void *ctx, int status)
 {
     struct proxy_exchange *ex = ctx;
     if (status < 0) {
+        char msg[300];
         ex->conn = NULL;
+        snprintf(msg, sizeof msg, "cannot connect to qBittorrent at %s: %s", ex->px->cfg->qbit.authority,
+                 uv_strerror(status));
         if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
-            log_warn("cannot reach qBittorrent at %s: %s", ex->px->cfg->qbit.authority, uv_strerror(status));
-        fail(ex, status == UV_ETIMEDOUT ? 504 : 502,
-             status == UV_ETIMEDOUT ? "qBittorrent did not answer in time\n" : "cannot reach qBittorrent\n");
+            log_warn("%s", msg);
+        fail(ex, status == UV_ETIMEDOUT ? 504 : 502, msg);
         return;
     }
     if (ex->head_request)
@@ -170,7 +172,7 @@ static void on_connect(void *ctx, int status)
     if (rc == 0 && ex->collect && ex->body.len > 0)
         rc = upstream_conn_write(ex->conn, ex->body.data, ex->body.len);
     if (rc < 0) {
-        fail(ex, 502, "cannot send the request to qBittorrent\n");
+        fail(ex, 502, "cannot send the request to qBittorrent");
         return;
     }
     if (ex->req_complete)
@@ -189,13 +191,13 @@ void proxy_body(struct proxy_exchange *ex, const char *data, size_t len)
         int rc = buf_append(&ex->body, data, len);
         if (rc != 0)
             fail(ex, rc == -E2BIG ? 413 : 503,
-                 rc == -E2BIG ? "chunked request body larger than MAX_BUFFERED_BODY\n" : "out of memory\n");
+                 rc == -E2BIG ? "chunked request body larger than MAX_BUFFERED_BODY" : "out of memory");
         return;
     }
     if (!ex->conn)
         return;
     if (upstream_conn_write(ex->conn, data, len) < 0) {
-        fail(ex, 502, "cannot send the request body to qBittorrent\n");
+        fail(ex, 502, "cannot send the request body to qBittorrent");
         return;
     }
     if (upstream_conn_queued(ex->conn) > UPSTREAM_WRITE_HIGH)
@@ -208,7 +210,7 @@ void proxy_end(struct proxy_exchange *ex)
     if (ex->collect) {
         if (buf_printf(&ex->head, "Content-Length: %zu\r\n\r\n", ex->body.len) != 0 ||
             connect_upstream(ex, 0) != 0)
-            fail(ex, 503, "out of memory\n");
+            fail(ex, 503, "out of memory");
         return;
     }
     if (ex->conn)
@@ -273,7 +275,7 @@ static void on_head(void *ctx, int status, const struct http_head *head, const l
         buf_free(&out);
         upstream_conn_abort(ex->conn);
         ex->conn = NULL;
-        fail(ex, 502, "qBittorrent's response head is too large\n");
+        fail(ex, 502, "qBittorrent's response head is too large");
         return;
     }
     ex->sent_head = true;
@@ -339,8 +341,8 @@ static void on_error(void *ctx, int err, int got_response)
     if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
         log_warn("request to qBittorrent failed: %s", uv_strerror(err));
     fail(ex, err == UV_ETIMEDOUT ? 504 : 502,
-         err == UV_ETIMEDOUT ? "qBittorrent did not answer in time\n"
-                             : "qBittorrent closed the connection\n");
+         err == UV_ETIMEDOUT ? "qBittorrent did not answer in time"
+                             : "qBittorrent closed the connection");
 }
 
 static void on_drain(void *ctx)

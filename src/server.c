@@ -913,8 +913,7 @@ void server_stop(struct server *srv, void (*on_stopped)(void *arg), void *arg)
     srv->listener = NULL;
     /* A client in the middle of a request is answered (with Connection: close) before it goes. */
     for (struct client_conn *c = srv->conns; c; c = c->next) {
-        log_debug("stopping: client %s in phase %d, %u writes pending", c->peer, c->phase, c->writes_pending);
-        if (c->phase == PHASE_IDLE && c->writes_pending == 0) {
+        if ((c->phase == PHASE_IDLE && c->writes_pending == 0) || c->phase == PHASE_LINGER) {
             conn_close(c);
         } else if (c->phase == PHASE_IDLE) {
             c->close_after_write = true;

@@ -1,0 +1,397 @@
+"""Fixtures for the end-to-end tests: the real daemon on free loopback ports.
+
+The binary is $QGS_BIN, or build/release/qbit-gluetun-sync in this repository.
+Each daemon gets a controlled environment (PATH and the sanitizer options only,
+plus what the test sets), its stderr in a file the test can read, and is stopped
+by PID when the test ends: SIGTERM, then SIGKILL after a deadline. A daemon the
+test did not stop itself must exit 0 on that SIGTERM.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO_ROOT / "build" / "release" / "qbit-gluetun-sync"
+
+# How long the daemon may take to start listening, and to exit after SIGTERM.
+# Generous, because the sanitizer build is slow and CI machines are busy.
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+PASSTHROUGH_ENV = ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+
+
+def bin_path():
+    return Path(os.environ.get("QGS_BIN") or DEFAULT_BIN)
+
+
+def base_env(**extra):
+    """An environment with nothing of ours in it: PATH and sanitizer options, plus extra."""
+    env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/bin:/bin")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def wait_until(predicate, timeout, interval=0.02, message=None):
+    """Polls predicate until it returns a true value (returned), or fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(message or f"condition not met within {timeout} s: {predicate!r}")
+        time.sleep(interval)
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def free_port():
+    """A TCP port free on all local addresses at the time of the call (bound, read, closed)."""
+    if has_ipv6_loopback():
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", 0))
+            return s.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def family_of(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def can_connect(host, port, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def connection_refused(host, port):
+    """True when a connect to host:port is actively refused (nothing listens)."""
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    s.settimeout(2.0)
+    try:
+        s.connect((host, port))
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return False
+
+
+def server_side_connections(port):
+    """Connections whose local port is port and that the server has not closed yet.
+
+    Read from /proc/net/tcp{,6}: ESTABLISHED (01) and CLOSE_WAIT (08), the
+    latter being connections the client closed and the server still holds.
+    """
+    count = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                    if local_port == port and fields[3] in ("01", "08"):
+                        count += 1
+        except FileNotFoundError:
+            pass
+    return count
+
+
+def wait_no_client_connections(port, timeout=5.0):
+    """Waits until the server on port holds no client connection (e.g. the readiness probe)."""
+    wait_until(lambda: server_side_connections(port) == 0, timeout,
+               message=f"the server on port {port} still holds client connections")
+
+
+class Response:
+    def __init__(self, version, status, reason, headers, body):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (lower-case name, value)
+        self.body = body
+
+    def header(self, name):
+        """The value of the single header called name, None when absent; fails when repeated."""
+        values = [v for k, v in self.headers if k == name.lower()]
+        assert len(values) <= 1, f"header {name} repeated: {values}"
+        return values[0] if values else None
+
+    def __repr__(self):
+        return f"<Response {self.version} {self.status} {self.reason!r} {self.headers} {self.body!r}>"
+
+
+class RawConn:
+    """A client socket with a read buffer, for tests that need exact bytes on the wire."""
+
+    def __init__(self, host, port, timeout=5.0):
+        self.sock = socket.socket(family_of(host), socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed by the server; unread: {self.buf!r}")
+        self.buf += chunk
+
+    def _read_line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self, head=False):
+        """Reads one response; the body by Content-Length or chunked, or to EOF when neither."""
+        status_line = self._read_line().decode("latin-1")
+        version, status, *reason = status_line.split(" ", 2)
+        assert version in ("HTTP/1.0", "HTTP/1.1"), f"bad status line {status_line!r}"
+        headers = []
+        while True:
+            line = self._read_line()
+            if not line:
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+        resp = Response(version, int(status), reason[0] if reason else "", headers, b"")
+        code = resp.status
+        if head or code in (204, 304) or 100 <= code < 200:
+            return resp
+        te = resp.header("transfer-encoding")
+        cl = resp.header("content-length")
+        if te is not None and "chunked" in te.lower():
+            body = b""
+            while True:
+                size = int(self._read_line().split(b";")[0], 16)
+                if size == 0:
+                    while self._read_line():
+                        pass
+                    break
+                body += self._read_exact(size)
+                assert self._read_line() == b""
+            resp.body = body
+        elif cl is not None:
+            resp.body = self._read_exact(int(cl))
+        else:
+            resp.body = self.read_until_closed()
+        return resp
+
+    def read_until_closed(self, timeout=None):
+        """Reads until the server closes the connection; returns what arrived after the buffer.
+
+        A reset (ECONNRESET) counts as closed too. A timeout fails the test.
+        """
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        data, self.buf = self.buf, b""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return data
+            except socket.timeout:
+                pytest.fail(f"the server did not close the connection; received {data!r}")
+            if not chunk:
+                return data
+            data += chunk
+
+    def is_closed_by_server(self, timeout=5.0):
+        """True when the server closes with nothing more to say, within timeout."""
+        return self.read_until_closed(timeout) == b""
+
+
+def request_bytes(method, path, headers=None, body=b"", version="HTTP/1.1", host="test"):
+    lines = [f"{method} {path} {version}", f"Host: {host}"]
+    for k, v in (headers or {}).items():
+        lines.append(f"{k}: {v}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def http_request(host, port, method, path, headers=None, body=b""):
+    """One request on a fresh connection with Connection: close; returns the Response."""
+    hdrs = {"Connection": "close"}
+    hdrs.update(headers or {})
+    if body:
+        hdrs["Content-Length"] = str(len(body))
+    with RawConn(host, port) as c:
+        c.send(request_bytes(method, path, hdrs, body))
+        return c.read_response(head=(method == "HEAD"))
+
+
+class Daemon:
+    """One running qbit-gluetun-sync, started by the daemon fixture."""
+
+    def __init__(self, proc, env, log_path, out_path, port, host):
+        self.proc = proc
+        self.env = env
+        self.log_path = log_path
+        self.out_path = out_path
+        self.port = port
+        self.host = host  # where to connect: LISTEN_ADDR, or 127.0.0.1 when unset
+        self.expect_clean_exit = True  # a test that expects otherwise sets it False
+        self.stopped_by_test = False
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        return self.log_path.read_bytes().decode("utf-8", "replace")
+
+    def stdout(self):
+        return self.out_path.read_bytes().decode("utf-8", "replace")
+
+    def request(self, method, path, headers=None, body=b"", host=None):
+        return http_request(host or self.host, self.port, method, path, headers, body)
+
+    def connect(self, host=None, timeout=5.0):
+        return RawConn(host or self.host, self.port, timeout)
+
+    def terminate(self, timeout=STOP_TIMEOUT):
+        """Sends SIGTERM and waits for the exit; returns the exit status and the seconds it took.
+
+        Kills with SIGKILL (and fails the test) when it does not exit in time.
+        """
+        self.stopped_by_test = True
+        rc, elapsed, killed = self.stop_by_pid(timeout)
+        if killed:
+            pytest.fail(f"daemon pid {self.pid} ignored SIGTERM for {timeout} s; log:\n{self.log()}")
+        return rc, elapsed
+
+    def stop_by_pid(self, timeout):
+        """SIGTERM by PID, then SIGKILL after timeout; returns (status, seconds, killed)."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode, 0.0, False
+        start = time.monotonic()
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout), time.monotonic() - start, False
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(), time.monotonic() - start, True
+
+
+@pytest.fixture
+def qgs_bin():
+    path = bin_path()
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: run `make` in {REPO_ROOT} or set QGS_BIN")
+    return path
+
+
+@pytest.fixture
+def run_cli(qgs_bin):
+    """Runs the binary to completion with args and a controlled env; returns CompletedProcess."""
+
+    def run(*args, timeout=10, **env):
+        return subprocess.run(
+            [str(qgs_bin), *args],
+            env=base_env(**env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+def daemon(qgs_bin, tmp_path):
+    """A factory: daemon(**env) starts the daemon and waits until its port accepts.
+
+    Defaults: LISTEN_ADDR=127.0.0.1, a free LISTEN_PORT, a PORT_FILE in tmp_path
+    and a QBIT_ADDR where nothing listens. Pass LISTEN_ADDR=None to leave it unset.
+    """
+    started = []
+
+    def start(**overrides):
+        n = len(started)
+        port = free_port()
+        env = {
+            "LISTEN_ADDR": "127.0.0.1",
+            "LISTEN_PORT": port,
+            "PORT_FILE": tmp_path / "forwarded_port",
+            "QBIT_ADDR": f"http://127.0.0.1:{free_port()}",
+        }
+        env.update(overrides)
+        env = {k: v for k, v in env.items() if v is not None}
+        port = int(env["LISTEN_PORT"])
+        host = env.get("LISTEN_ADDR", "127.0.0.1")
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        log_path = tmp_path / f"daemon{n}.stderr"
+        out_path = tmp_path / f"daemon{n}.stdout"
+        with open(log_path, "wb") as err, open(out_path, "wb") as out:
+            proc = subprocess.Popen(
+                [str(qgs_bin)], env=base_env(**env), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            )
+        d = Daemon(proc, env, log_path, out_path, port, host)
+        started.append(d)
+
+        def ready():
+            if proc.poll() is not None:
+                pytest.fail(f"daemon exited with {proc.returncode} before listening; log:\n{d.log()}")
+            return can_connect(host, port)
+
+        wait_until(ready, START_TIMEOUT, message=f"daemon not listening on {host}:{port}")
+        return d
+
+    yield start
+
+    problems = []
+    for d in started:
+        if d.stopped_by_test:
+            continue
+        if d.proc.poll() is not None:
+            problems.append(f"pid {d.pid} exited on its own with {d.proc.returncode}; log:\n{d.log()}")
+            continue
+        rc, _, killed = d.stop_by_pid(STOP_TIMEOUT)
+        if killed:
+            problems.append(f"pid {d.pid} ignored SIGTERM for {STOP_TIMEOUT} s; log:\n{d.log()}")
+        elif d.expect_clean_exit and rc != 0:
+            problems.append(f"pid {d.pid} exited {rc} on SIGTERM; log:\n{d.log()}")
+    if problems:
+        pytest.fail("\n".join(problems))

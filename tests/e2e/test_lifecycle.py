@@ -1,0 +1,124 @@
+"""Start-up and shutdown: SIGTERM, the log, and what the binary links."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import connection_refused, request_bytes, wait_until
+
+# SIGTERM with nothing in flight should end the process at once, not after SHUTDOWN_TIMEOUT.
+PROMPT_EXIT = 3.0
+
+
+def test_sigterm_idle_exits_0(daemon):
+    d = daemon()
+    rc, elapsed = d.terminate()
+    assert rc == 0, d.log()
+    assert elapsed < PROMPT_EXIT, elapsed
+
+
+def test_sigterm_with_idle_keep_alive_connection_exits_0_promptly(daemon):
+    d = daemon(SHUTDOWN_TIMEOUT="10", IDLE_TIMEOUT="60")
+    with d.connect() as c:
+        c.send(request_bytes("GET", "/healthz"))
+        assert c.read_response().status == 200
+        rc, elapsed = d.terminate()
+        assert rc == 0, d.log()
+        assert elapsed < PROMPT_EXIT, elapsed
+        assert c.is_closed_by_server(timeout=1.0)
+
+
+def test_port_refuses_after_sigterm(daemon):
+    d = daemon()
+    rc, _ = d.terminate()
+    assert rc == 0, d.log()
+    assert connection_refused(d.host, d.port)
+
+
+def test_log_says_listening(daemon):
+    d = daemon()
+    wait_until(lambda: "listening" in d.log(), 5.0, message="no 'listening' line in the log")
+    line = next(line for line in d.log().splitlines() if "listening" in line)
+    assert str(d.port) in line, line
+
+
+def test_denied_request_logged_with_client_address(daemon):
+    d = daemon(ALLOWED_IPS="")
+    wait_until(lambda: "listening" in d.log(), 5.0)
+    before = len(d.log())
+    assert d.request("GET", "/secret").status == 403
+
+    def logged():
+        return [line for line in d.log()[before:].splitlines() if "127.0.0.1" in line]
+
+    wait_until(logged, 5.0, message=f"no log line with the client address:\n{d.log()}")
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z (debug|info|warn|error) +\S")
+
+
+def test_log_lines_are_one_event_each(daemon):
+    # Every line is "time level message": no blank or continuation lines, whatever happened.
+    d = daemon(ALLOWED_IPS="127.0.0.1", LOG_LEVEL="debug")
+    d.request("GET", "/healthz")
+    d.request("GET", "/proxied")
+    with d.connect() as c:
+        c.send(b"GARBAGE\r\n\r\n")
+        c.read_until_closed()
+    rc, _ = d.terminate()
+    assert rc == 0, d.log()
+    bad = [line for line in d.log().split("\n")[:-1] if not LOG_LINE.match(line)]
+    assert not bad, f"malformed log lines {bad!r} in:\n{d.log()}"
+    assert d.log().endswith("\n")
+
+
+def test_password_never_logged(daemon, tmp_path):
+    secret = "hunter2-Zq9"
+    pass_file = tmp_path / "pass"
+    pass_file.write_text(secret + "\n")
+    d = daemon(QBIT_USER="admin", QBIT_PASS_FILE=pass_file, LOG_LEVEL="debug", ALLOWED_IPS="127.0.0.1")
+    d.request("GET", "/healthz")
+    d.request("GET", "/x")
+    d.request("GET", "/x", {"Authorization": "Basic x"})
+    with d.connect() as c:
+        c.send(b"GARBAGE\r\n\r\n")
+        c.read_until_closed()
+    rc, _ = d.terminate()
+    assert rc == 0, d.log()
+    assert secret not in d.log()
+    assert secret not in d.stdout()
+
+
+def test_password_from_env_never_logged(daemon):
+    secret = "hunter2-Env7"
+    d = daemon(QBIT_USER="admin", QBIT_PASS=secret, LOG_LEVEL="debug", ALLOWED_IPS="")
+    d.request("GET", "/healthz")
+    d.request("GET", "/x")
+    rc, _ = d.terminate()
+    assert rc == 0, d.log()
+    assert secret not in d.log()
+    assert secret not in d.stdout()
+
+
+# Libraries that are part of glibc; anything else must be linked statically.
+GLIBC_LIBS = re.compile(r"^(linux-vdso\.so|linux-gate\.so|libc\.so|libm\.so|ld-linux[-\w.]*\.so"
+                        r"|libpthread\.so|libdl\.so|librt\.so)")
+
+
+@pytest.mark.skipif(
+    os.environ.get("QGS_SANITIZED") == "1", reason="the sanitizer build links libasan/libubsan"
+)
+def test_release_binary_links_only_glibc(qgs_bin):
+    r = subprocess.run(["ldd", str(qgs_bin)], capture_output=True, text=True, timeout=10)
+    if "not a dynamic executable" in (r.stdout + r.stderr) or "statically linked" in r.stdout:
+        return
+    assert r.returncode == 0, r.stderr
+    libs = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+    # ld-linux appears with its full path.
+    names = [os.path.basename(lib) for lib in libs]
+    others = [n for n in names if not GLIBC_LIBS.match(n)]
+    assert not others, f"dynamically linked beyond glibc: {others}\n{r.stdout}"
+    for forbidden in ("libuv", "libjansson", "libllhttp", "libcmocka"):
+        assert not any(forbidden in n for n in names), r.stdout
