@@ -103,7 +103,7 @@ format-check:
 	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
 
 demo: deps $(BIN)
-	@scripts/demo.sh
+	@scripts/demo.py
 
 run: $(BIN)
 	$(BIN)
