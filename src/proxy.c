@@ -332,8 +332,11 @@ static void on_error(void *ctx, int err, int got_response)
         exchange_free(ex);
         return;
     }
-    /* A pooled connection qBittorrent closed just before we used it: try once more on a new one. */
-    if (reused && !got_response && !ex->retried && replayable(ex)) {
+    /*
+     * A pooled connection qBittorrent closed just before we used it: try once
+     * more on a new one. Not after a timeout: qBittorrent may be executing it.
+     */
+    if (reused && !got_response && err != UV_ETIMEDOUT && !ex->retried && replayable(ex)) {
         ex->retried = true;
         if (connect_upstream(ex, 1) == 0)
             return;
@@ -341,8 +344,7 @@ static void on_error(void *ctx, int err, int got_response)
     if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
         log_warn("request to qBittorrent failed: %s", uv_strerror(err));
     fail(ex, err == UV_ETIMEDOUT ? 504 : 502,
-         err == UV_ETIMEDOUT ? "qBittorrent did not answer in time"
-                             : "qBittorrent closed the connection");
+         err == UV_ETIMEDOUT ? "qBittorrent did not answer in time" : "qBittorrent closed the connection");
 }
 
 static void on_drain(void *ctx)

@@ -187,7 +187,8 @@ static int build_request(struct qbt *q)
         rc = buf_puts(&q->req, "Connection: keep-alive\r\n\r\n");
     if (rc == 0)
         rc = buf_append(&q->req, body.data, body.len);
-    explicit_bzero(body.data, body.len); /* it may hold the password */
+    if (body.data)
+        explicit_bzero(body.data, body.len); /* it may hold the password */
     buf_free(&body);
     return rc;
 }
@@ -269,7 +270,8 @@ static void on_connect(void *ctx, int status)
     int rc = build_request(q);
     if (rc == 0)
         rc = upstream_conn_write(q->conn, q->req.data, q->req.len);
-    explicit_bzero(q->req.data, q->req.len);
+    if (q->req.data)
+        explicit_bzero(q->req.data, q->req.len);
     if (rc != 0) {
         upstream_conn_abort(q->conn);
         finish(q, QBT_UNREACHABLE, -1, "cannot send a request to qBittorrent");
@@ -378,7 +380,7 @@ static void on_error(void *ctx, int err, int got_response)
     bool reused = q->conn && upstream_conn_reused(q->conn);
     q->conn = NULL;
     /* A pooled connection closed by qBittorrent just before use: every API request can be replayed. */
-    if (reused && !got_response && !q->retried) {
+    if (reused && !got_response && err != UV_ETIMEDOUT && !q->retried) {
         q->retried = true;
         if (send_step(q, q->step) == 0)
             return;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "client.h"
@@ -60,9 +61,13 @@ struct client_conn {
     enum route route;
     int handles_open;
     unsigned writes_pending;
-    int head_error;         /* status chosen by a parser callback (431), else 0 */
-    bool closing;           /* uv_close called; freed in the last close callback */
-    bool close_after_write; /* no more requests: shut down once the writes drain */
+    int head_error; /* status chosen by a parser callback (431), else 0 */
+    const char *head_error_reason;
+    bool value_started;      /* a header value is being delivered in pieces */
+    bool value_piece_at_end; /* its last piece ended where the read did */
+    const char *feed_end;    /* the end of the bytes llhttp is parsing now */
+    bool closing;            /* uv_close called; freed in the last close callback */
+    bool close_after_write;  /* no more requests: shut down once the writes drain */
     bool shutting_down;
     bool reading;      /* uv_read_start is in effect */
     bool waiting;      /* the proxy holds the request until client_continue */
@@ -70,6 +75,7 @@ struct client_conn {
     bool drain_wanted; /* tell the proxy when our write queue drains */
     bool in_feed;      /* inside llhttp_execute */
     bool eof;          /* the client closed its side */
+    bool broken;       /* a write failed: closing from the loop */
     bool peer_allowed;
     char peer[INET6_ADDRSTRLEN];
 };
@@ -113,7 +119,7 @@ static size_t queued(const struct client_conn *c)
 static void update_reading(struct client_conn *c)
 {
     bool want;
-    if (c->closing || c->eof)
+    if (c->closing || c->eof || c->broken)
         want = false;
     else if (c->phase == PHASE_LINGER)
         want = true;
@@ -131,7 +137,8 @@ static void update_reading(struct client_conn *c)
 
 static void arm_timer(struct client_conn *c, unsigned ms)
 {
-    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+    if (!c->broken && !c->closing)
+        uv_timer_start(&c->timer, on_conn_timer, ms, 0);
 }
 
 /* ---- writing and closing ---- */
@@ -161,9 +168,29 @@ static void on_write_done(uv_write_t *req, int status)
     conn_after_write(c);
 }
 
+static void on_broken(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+/*
+ * A write failed. The proxy may be on the stack (its exchange must outlive
+ * this call), so the close happens from the loop, right after.
+ */
+static void conn_break(struct client_conn *c, const char *why, int err)
+{
+    if (c->broken)
+        return;
+    c->broken = true;
+    log_debug("client %s: %s: %s", c->peer, why, uv_strerror(err));
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+    uv_timer_start(&c->timer, on_broken, 0, 0);
+}
+
 void client_writev(struct client_conn *c, const uv_buf_t *bufs, unsigned nbufs)
 {
-    if (c->closing)
+    if (c->closing || c->broken)
         return;
     size_t total = 0;
     for (unsigned i = 0; i < nbufs; i++)
@@ -173,15 +200,13 @@ void client_writev(struct client_conn *c, const uv_buf_t *bufs, unsigned nbufs)
     if (n == (int)total)
         return;
     if (n < 0 && n != UV_EAGAIN) {
-        log_debug("client %s: write failed: %s", c->peer, uv_strerror(n));
-        conn_close(c);
+        conn_break(c, "write failed", n);
         return;
     }
     size_t done = n > 0 ? (size_t)n : 0;
     struct write_req *wr = malloc(sizeof *wr + total - done);
     if (!wr) {
-        log_error("client %s: out of memory for a response", c->peer);
-        conn_close(c);
+        conn_break(c, "out of memory for a response", UV_ENOMEM);
         return;
     }
     wr->conn = c;
@@ -197,9 +222,10 @@ void client_writev(struct client_conn *c, const uv_buf_t *bufs, unsigned nbufs)
         skip = 0;
     }
     uv_buf_t rest = uv_buf_init(wr->data, (unsigned)at);
-    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &rest, 1, on_write_done) < 0) {
+    int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &rest, 1, on_write_done);
+    if (rc < 0) {
         free(wr);
-        conn_close(c);
+        conn_break(c, "write failed", rc);
         return;
     }
     c->writes_pending++;
@@ -253,7 +279,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void conn_after_write(struct client_conn *c)
 {
     update_reading(c);
-    if (c->writes_pending > 0 || !c->close_after_write || c->shutting_down || c->closing)
+    if (c->writes_pending > 0 || !c->close_after_write || c->shutting_down || c->closing || c->broken)
         return;
     c->shutting_down = true;
     c->shutdown_req.data = c;
@@ -525,6 +551,7 @@ static int head_add_result(struct client_conn *c, int rc)
     if (rc == 0)
         return 0;
     c->head_error = rc == -E2BIG ? 431 : 500;
+    c->head_error_reason = rc == -E2BIG ? "request head too large" : "out of memory";
     return HPE_USER;
 }
 
@@ -544,6 +571,13 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return head_add_result(c, http_head_add_url(&c->head, at, len));
 }
 
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct client_conn *c = p->data;
+    c->value_started = false;
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct client_conn *c = p->data;
@@ -553,7 +587,44 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct client_conn *c = p->data;
+    /*
+     * llhttp accepts obsolete line folding and delivers the continuation as
+     * a second piece of the same value. A value is legitimately in pieces
+     * only where a read ended, so a second piece after one that did not
+     * reach the end of its buffer is a fold; a proxy must refuse it (RFC 9112, 5.2).
+     */
+    bool fold = c->value_started && !c->value_piece_at_end;
+    c->value_started = true;
+    c->value_piece_at_end = at + len == c->feed_end;
+    if (fold || memchr(at, '\n', len) || memchr(at, '\r', len)) {
+        c->head_error = 400;
+        c->head_error_reason = "obsolete line folding in a header";
+        return HPE_USER;
+    }
     return head_add_result(c, http_head_add_value(&c->head, at, len));
+}
+
+/* Returns a reason when the head is ambiguous in a way llhttp lets through, else NULL. */
+static const char *head_ambiguity(const struct client_conn *c, const llhttp_t *p)
+{
+    /* A transfer coding other than chunked leaves the body's end unknown (RFC 9112, 6.3). */
+    if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
+        return "unsupported Transfer-Encoding";
+    unsigned hosts = 0;
+    for (unsigned i = 0; i < c->head.count; i++) {
+        const struct http_header *hd = &c->head.headers[i];
+        hosts += hd->name_len == 4 && strncasecmp(c->head.buf + hd->name, "host", 4) == 0;
+    }
+    if (hosts > 1)
+        return "more than one Host header";
+    if (hosts == 0 && p->http_major == 1 && p->http_minor >= 1)
+        return "missing Host header";
+    return NULL;
+}
+
+static bool has_body(const llhttp_t *p)
+{
+    return (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -561,7 +632,19 @@ static int on_headers_complete(llhttp_t *p)
     struct client_conn *c = p->data;
     c->phase = PHASE_BODY;
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
+    const char *ambiguity = head_ambiguity(c, p);
+    if (ambiguity) {
+        conn_fail(c, 400, ambiguity);
+        return HPE_PAUSED;
+    }
     c->route = route_request(c);
+    /* A refusal need not wait for a body the client may not even send (Expect: 100-continue). */
+    if ((c->route == ROUTE_DENIED || c->route == ROUTE_CROSS_ORIGIN || c->route == ROUTE_BAD_TARGET) &&
+        has_body(p)) {
+        c->close_after_write = true;
+        respond_local(c);
+        return HPE_PAUSED;
+    }
     if (c->route != ROUTE_PROXY)
         return 0;
     bool wait = false;
@@ -643,6 +726,7 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
                 proxy_tunnel(c->ex, data, len);
             break;
         }
+        c->feed_end = data + len;
         enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
         if (err == HPE_OK)
             break;
@@ -666,7 +750,7 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
         if (c->close_after_write || c->closing)
             break; /* a callback already answered */
         if (c->head_error)
-            conn_fail(c, c->head_error, c->head_error == 431 ? "request head too large" : "out of memory");
+            conn_fail(c, c->head_error, c->head_error_reason);
         else
             conn_fail(c, 400, llhttp_get_error_reason(&c->parser));
         break;
@@ -837,6 +921,7 @@ int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy,
     srv->settings.on_url = on_url;
     srv->settings.on_header_field = on_header_field;
     srv->settings.on_header_value = on_header_value;
+    srv->settings.on_header_value_complete = on_header_value_complete;
     srv->settings.on_headers_complete = on_headers_complete;
     srv->settings.on_body = on_body;
     srv->settings.on_message_complete = on_message_complete;

@@ -218,7 +218,8 @@ static int on_headers_complete(llhttp_t *p)
         c->h->on_head(c->ctx, status, &c->head, p);
     if (c->state == UC_CLOSING || !c->h)
         return HPE_USER;
-    return c->no_body ? 1 : 0;
+    /* 204 and 304 never have a body, whatever Content-Length says (llhttp would wait for it). */
+    return c->no_body || status == 204 || status == 304 ? 1 : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -309,7 +310,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_EOF && c->head_done && !c->complete && !c->tunnel) {
         /* A response without a length ends at the close; llhttp_finish says whether that is complete. */
-        if (llhttp_finish(&c->parser) == HPE_OK && c->complete) {
+        llhttp_finish(&c->parser); /* runs on_message_complete when the close ends the body */
+        if (c->complete) {
             c->keep_alive = false;
             if (c->h && c->h->on_end)
                 c->h->on_end(c->ctx);

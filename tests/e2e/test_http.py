@@ -1,6 +1,7 @@
 """The front door: /healthz, the allowlist, and HTTP/1.1 connection handling."""
 
 import re
+import socket
 import time
 
 from conftest import request_bytes, wait_no_client_connections, wait_until
@@ -270,3 +271,24 @@ def test_slot_usable_again_after_clients_leave(daemon):
         interval=0.25,
         message="every new client still gets 503 after all others closed",
     )
+
+
+def test_header_value_split_across_reads_is_not_a_fold(daemon):
+    # The fold check must not mistake a value that arrives in two TCP segments for obs-fold.
+    d = daemon()
+    with d.connect() as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Long: first-half")
+        time.sleep(0.05)  # let the daemon read the first piece on its own; any outcome is waited on below
+        c.send(b"-second-half\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 200, r
+
+
+def test_obs_fold_refused_400(daemon):
+    d = daemon()
+    with d.connect() as c:
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Foo: a\r\n  b\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 400, r
+    assert b"fold" in r.body, r
