@@ -77,8 +77,8 @@ static void on_signal(uv_signal_t *handle, int signum)
                  d->cfg.shutdown_timeout_ms / 1000);
     else
         log_info("received %s again; closing every connection now", strsignal(signum));
-    sync_stop(d->sync);
     server_stop(d->server, on_stopped, d);
+    sync_stop(d->sync);
 }
 
 int main(int argc, char **argv)

@@ -351,7 +351,14 @@ void sync_stop(struct sync *s)
     if (s->stopped)
         return;
     s->stopped = true;
-    s->waiters = NULL;
+    /* A /sync still waiting gets an answer, so shutdown does not wait for its deadline. */
+    char json[128];
+    snprintf(json, sizeof json, "{\"outcome\":\"shutting_down\",\"message\":\"the sidecar is stopping\"}\n");
+    while (s->waiters) {
+        struct sync_waiter *w = s->waiters;
+        sync_waiter_cancel(s, w);
+        w->cb(w, 503, json);
+    }
     watcher_stop(s->watcher);
     s->watcher = NULL;
     qbt_cancel(s->qbt);

@@ -31,7 +31,7 @@ int sync_new(uv_loop_t *loop, const struct config *cfg, struct qbt *q, struct sy
 /* Starts watching the port file and runs the first reconcile. Returns 0 or a libuv error. */
 int sync_start(struct sync *s);
 
-/* Stops timers, the watcher and any call in flight; waiters are dropped without a callback. */
+/* Stops timers, the watcher and any call in flight; waiters are answered 503. */
 void sync_stop(struct sync *s);
 
 /* Frees a stopped reconciler; NULL is a no-op. */
