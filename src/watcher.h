@@ -14,7 +14,7 @@
 #include <uv.h>
 
 /* Debounce after a file event; also the longest gap that still counts as one rewrite. */
-#define WATCHER_SETTLE_MS 20
+#define WATCHER_SETTLE_MS 10
 
 enum watcher_state {
     WATCH_PORT,       /* the file holds a valid port */
