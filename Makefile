@@ -39,7 +39,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := $(BUILD)/qbit-gluetun-sync
 PYTHON   := /usr/bin/python3
 
-.PHONY: all help deps build unit-build unit e2e test test-variant format format-check demo run clean
+.PHONY: all help deps browser-deps build unit-build unit e2e test test-variant format format-check demo run clean
 
 all: $(BIN)
 
@@ -52,23 +52,36 @@ help:
 deps:
 	@scripts/install-deps.sh
 
+# playwright-core for the browser test, pinned by the committed lock file.
+BROWSER_DIR := tests/e2e/browser
+browser-deps: $(BROWSER_DIR)/node_modules/.package-lock.json
+$(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package-lock.json
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	@echo "  CC    $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/llhttp
-	$(CC) -I$(LLHTTP_INC) -std=gnu11 $(OPT) -w -c -o $@ $<
+	@echo "  CC    $@ (Debian's llhttp, warnings off)"
+	$(Q)$(CC) -I$(LLHTTP_INC) -std=gnu11 $(OPT) -w -c -o $@ $<
 
 $(BUILD)/libllhttp.a: $(LLHTTP_OBJS)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(BUILD)/libqgs.a: $(LIB_OBJS)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(BIN): $(BUILD)/obj/main.o $(BUILD)/libqgs.a $(BUILD)/libllhttp.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libqgs.a $(BUILD)/libllhttp.a | $(BUILD)/tests
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+	@echo "  CC    $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/llhttp $(BUILD)/tests:
 	mkdir -p $@
@@ -80,7 +93,7 @@ unit-build: $(UNIT_BINS)
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-e2e: $(BIN)
+e2e: $(BIN) browser-deps
 	QGS_BIN=$(abspath $(BIN)) QGS_SANITIZED=$(if $(filter asan,$(VARIANT)),1,0) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
@@ -89,7 +102,7 @@ test-variant: build unit e2e
 
 # The whole suite, as CI runs it: formatting, then both variants.
 test: deps
-	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory format-check browser-deps
 	@$(MAKE) --no-print-directory VARIANT=release test-variant
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory VARIANT=asan test-variant
