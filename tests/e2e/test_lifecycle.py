@@ -2,6 +2,8 @@
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 
 import pytest
@@ -122,3 +124,40 @@ def test_release_binary_links_only_glibc(qgs_bin):
     assert not others, f"dynamically linked beyond glibc: {others}\n{r.stdout}"
     for forbidden in ("libuv", "libjansson", "libllhttp", "libcmocka"):
         assert not any(forbidden in n for n in names), r.stdout
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a PID namespace")
+def test_sigterm_as_pid_1_exits_0(qgs_bin, tmp_path):
+    # In a container the daemon is PID 1, and the kernel drops signals PID 1 has no handler for.
+    from conftest import base_env, free_port
+
+    port = free_port()
+    env = base_env(LISTEN_ADDR="127.0.0.1", LISTEN_PORT=str(port), PORT_FILE=str(tmp_path / "pf"),
+                   QBIT_ADDR=f"http://127.0.0.1:{free_port()}")
+    log = open(tmp_path / "pid1.log", "wb")
+    outer = subprocess.Popen(["unshare", "--pid", "--fork", str(qgs_bin)], env=env,
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: _children(outer.pid), 5, message="the daemon to start in its PID namespace")
+        inner = _children(outer.pid)[0]
+        with open(f"/proc/{inner}/status") as f:
+            nspid = [line.split()[-1] for line in f if line.startswith("NSpid:")][0]
+        assert nspid == "1", f"the daemon is not PID 1 in its namespace (NSpid {nspid})"
+        wait_until(lambda: not connection_refused("127.0.0.1", port), 5, message="the daemon to listen")
+        os.kill(inner, signal.SIGTERM)
+        rc = outer.wait(timeout=10)
+        assert rc == 0, (rc, (tmp_path / "pid1.log").read_text())
+    finally:
+        if outer.poll() is None:
+            for child in _children(outer.pid):
+                os.kill(child, signal.SIGKILL)
+            outer.kill()
+            outer.wait()
