@@ -2,6 +2,7 @@
 #include "sync.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,7 +171,8 @@ static void finish(struct sync *s, enum qbt_result result, const char *detail)
         if (changed || s->failures % 8 == 1)
             log_error("port sync failed: %s; retrying in %u s", s->detail, (delay + 500) / 1000);
     }
-    notify_waiters(s, finished);
+    /* Blocked by a login backoff, no run follows soon: everyone waiting gets this outcome. */
+    notify_waiters(s, s->blocked ? ULONG_MAX : finished);
     if (s->stopped)
         return;
     if (s->again && !s->blocked) {
