@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# proxy-bench.sh - prints throughput figures for our reverse proxy next to nginx's, on loopback.
+#
+# One run starts three servers on free 127.0.0.1 ports, as the calling user, all state in a
+# temporary directory:
+#   origin  nginx serving small.bin (100 bytes) and large.bin (1 MiB)
+#   nginx   a second nginx doing proxy_pass to origin (1 worker, upstream keepalive 32)
+#   ours    build/release/qbit-gluetun-sync with QBIT_ADDR=origin
+# then runs `wrk -t1 -c$CONNECTIONS -d$DURATION` against direct, via nginx and via ours, for each
+# file, and prints req/s and MB/s, the ratios ours/nginx and ours/direct, and our VmRSS idle
+# and after the load. Every server is stopped by PID on exit. This prints figures; it is not a
+# test and exits 0 even when ours answers errors (they are printed).
+#
+# Environment: QGS_BIN (default build/release/qbit-gluetun-sync), DURATION (default 5s),
+# CONNECTIONS (default 50), NGINX_PROXY_EXTRA (directives for nginx's proxy location, default
+# "proxy_buffering off;"), KEEP_TMP=1 to keep the temporary directory.
+# Load generator, proxies and origin share this machine's cores: compare ratios within one run,
+# never figures across runs or machines.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+QGS_BIN="${QGS_BIN:-$REPO/build/release/qbit-gluetun-sync}"
+DURATION="${DURATION:-5s}"
+# Extra directives for nginx's proxy location. Ours streams without buffering, so nginx streams
+# too (by default it buffers responses into 8 small buffers, then temp files on disk); in trials
+# here that was nginx's best setting for small responses and even with the others on 1 MiB.
+NGINX_PROXY_EXTRA="${NGINX_PROXY_EXTRA:-proxy_buffering off;}"
+CONNECTIONS="${CONNECTIONS:-50}"
+
+for tool in nginx wrk python3; do
+    command -v "$tool" >/dev/null || { echo "proxy-bench: $tool not found (apt-get install nginx-light wrk)" >&2; exit 1; }
+done
+[[ -x "$QGS_BIN" ]] || { echo "proxy-bench: $QGS_BIN not built (run make)" >&2; exit 1; }
+NGINX="$(command -v nginx)"
+
+TMP="$(mktemp -d /tmp/proxy-bench.XXXXXX)"
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
+        echo "kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL: until it answers 200, at most 10 s.
+wait_http() {
+    local url="$1" i
+    for i in $(seq 100); do
+        if python3 - "$url" <<'EOF' 2>/dev/null; then return 0; fi
+import sys, urllib.request
+sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=1).status == 200 else 1)
+EOF
+        sleep 0.1
+    done
+    echo "proxy-bench: $url did not answer 200 within 10 s" >&2
+    return 1
+}
+
+vmrss_kib() {
+    awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+
+# nginx_conf NAME PORT SERVER_BLOCK_BODY [HTTP_EXTRA]: writes $TMP/NAME/nginx.conf
+nginx_conf() {
+    local name="$1" port="$2" body="$3" extra="${4:-}" dir="$TMP/$1"
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $dir/logs/error.log warn;
+pid $dir/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    keepalive_requests 1000000;
+    $extra
+    server {
+        listen 127.0.0.1:$port;
+        $body
+    }
+}
+EOF
+}
+
+start_nginx() {
+    local name="$1" dir="$TMP/$1"
+    "$NGINX" -e "$dir/logs/startup.log" -p "$dir" -c "$dir/nginx.conf" </dev/null >"$dir/logs/stdout.log" 2>&1 &
+    PIDS+=("$!")
+}
+
+# ---- origin, nginx proxy, ours ----
+mkdir -p "$TMP/www"
+head -c 100 /dev/zero | tr '\0' 'a' >"$TMP/www/small.bin"
+head -c 1048576 /dev/urandom >"$TMP/www/large.bin"
+
+ORIGIN_PORT="$(free_port)"
+NGINX_PORT="$(free_port)"
+OURS_PORT="$(free_port)"
+
+nginx_conf origin "$ORIGIN_PORT" "root $TMP/www; location / { }"
+nginx_conf nginxproxy "$NGINX_PORT" \
+    "location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; $NGINX_PROXY_EXTRA }" \
+    "upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 32; }"
+start_nginx origin
+ORIGIN_PID="${PIDS[-1]}"
+start_nginx nginxproxy
+NGINX_PID="${PIDS[-1]}"
+wait_http "http://127.0.0.1:$ORIGIN_PORT/small.bin"
+wait_http "http://127.0.0.1:$NGINX_PORT/small.bin"
+
+env -i PATH="$PATH" LISTEN_ADDR=127.0.0.1 LISTEN_PORT="$OURS_PORT" ALLOWED_IPS=127.0.0.1 \
+    QBIT_ADDR="http://127.0.0.1:$ORIGIN_PORT" PORT_FILE="$TMP/forwarded_port" LOG_LEVEL=warn \
+    "$QGS_BIN" </dev/null >"$TMP/ours.stdout" 2>"$TMP/ours.stderr" &
+OURS_PID="$!"
+PIDS+=("$OURS_PID")
+
+wait_http "http://127.0.0.1:$OURS_PORT/healthz" || { sed 's/^/  ours: /' "$TMP/ours.stderr" >&2; exit 1; }
+sleep 0.5
+OURS_RSS_IDLE="$(vmrss_kib "$OURS_PID")"
+NGINX_RSS_IDLE="$(vmrss_kib "$NGINX_PID")"
+
+# ---- load ----
+# run_wrk LABEL URL: prints nothing; sets RPS[LABEL], MBS[LABEL], ERR[LABEL]
+declare -A RPS MBS ERR
+run_wrk() {
+    local label="$1" url="$2" out
+    out="$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$url" 2>&1 || true)"
+    echo "$out" >"$TMP/wrk-$label.txt"
+    RPS[$label]="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+    MBS[$label]="$(awk '/^Transfer\/sec:/ {
+        v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v);
+        f = (u == "GB") ? 1073741824 : (u == "MB") ? 1048576 : (u == "KB") ? 1024 : 1;
+        printf "%.1f", v * f / 1e6 }' <<<"$out")"
+    local non2xx sock
+    non2xx="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")"
+    sock="$(awk '/Socket errors:/ {sub(/^ *Socket errors: */, ""); print}' <<<"$out")"
+    ERR[$label]="${non2xx:+non-2xx $non2xx }${sock:+socket: $sock}"
+    [[ -n "${RPS[$label]}" ]] || { RPS[$label]=0; MBS[$label]=0; ERR[$label]="wrk failed: $(tail -1 <<<"$out")"; }
+}
+
+for size in small large; do
+    run_wrk "direct-$size" "http://127.0.0.1:$ORIGIN_PORT/$size.bin"
+    run_wrk "nginx-$size" "http://127.0.0.1:$NGINX_PORT/$size.bin"
+    run_wrk "ours-$size" "http://127.0.0.1:$OURS_PORT/$size.bin"
+done
+
+OURS_RSS_AFTER="$(vmrss_kib "$OURS_PID" 2>/dev/null || echo gone)"
+NGINX_RSS_AFTER="$(vmrss_kib "$NGINX_PID" 2>/dev/null || echo gone)"
+
+# ---- report ----
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+echo "proxy-bench: wrk -t1 -c$CONNECTIONS -d$DURATION on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "  nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), ours $("$QGS_BIN" --version 2>/dev/null | head -1 || echo '?')"
+echo "  nginx proxy: 1 worker, upstream keepalive 32, proxy_http_version 1.1, $NGINX_PROXY_EXTRA"
+echo
+printf '%-8s %-10s %12s %10s  %s\n' file via req/s MB/s errors
+for size in small large; do
+    for via in direct nginx ours; do
+        l="$via-$size"
+        printf '%-8s %-10s %12s %10s  %s\n' "$size" "$via" "${RPS[$l]}" "${MBS[$l]}" "${ERR[$l]:-}"
+    done
+done
+echo
+for size in small large; do
+    printf '%-6s ours/nginx-proxy: req/s %s, MB/s %s;  ours/direct: req/s %s, MB/s %s\n' "$size" \
+        "$(ratio "${RPS[ours-$size]}" "${RPS[nginx-$size]}")" "$(ratio "${MBS[ours-$size]}" "${MBS[nginx-$size]}")" \
+        "$(ratio "${RPS[ours-$size]}" "${RPS[direct-$size]}")" "$(ratio "${MBS[ours-$size]}" "${MBS[direct-$size]}")"
+done
+echo
+echo "ours  VmRSS: idle $OURS_RSS_IDLE KiB, after load $OURS_RSS_AFTER KiB"
+echo "nginx VmRSS: idle $NGINX_RSS_IDLE KiB, after load $NGINX_RSS_AFTER KiB (proxy, 1 worker, no master)"
+if [[ -s "$TMP/ours.stderr" ]]; then
+    echo
+    echo "ours stderr (last 5 lines):"
+    tail -5 "$TMP/ours.stderr" | sed 's/^/  /'
+fi
