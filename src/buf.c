@@ -14,7 +14,7 @@ void buf_init(struct buf *b, size_t limit)
     b->limit = limit;
 }
 
-static int reserve(struct buf *b, size_t extra)
+int buf_reserve(struct buf *b, size_t extra)
 {
     if (extra > b->limit - b->len)
         return -E2BIG;
@@ -35,7 +35,7 @@ static int reserve(struct buf *b, size_t extra)
 
 int buf_append(struct buf *b, const void *data, size_t len)
 {
-    int rc = reserve(b, len);
+    int rc = buf_reserve(b, len);
     if (rc == 0 && len > 0) {
         memcpy(b->data + b->len, data, len);
         b->len += len;
@@ -59,7 +59,7 @@ int buf_printf(struct buf *b, const char *fmt, ...)
         return -EINVAL;
     if ((size_t)n < sizeof small)
         return buf_append(b, small, (size_t)n);
-    int rc = reserve(b, (size_t)n + 1);
+    int rc = buf_reserve(b, (size_t)n + 1);
     if (rc != 0)
         return rc;
     va_start(ap, fmt);

@@ -13,6 +13,9 @@ struct buf {
 /* Prepares an empty buffer that may grow to limit bytes. Allocates nothing yet. */
 void buf_init(struct buf *b, size_t limit);
 
+/* Makes room for extra more bytes without changing the contents; returns 0, -E2BIG or -ENOMEM. */
+int buf_reserve(struct buf *b, size_t extra);
+
 /* Appends bytes; returns 0, -E2BIG past the limit (nothing appended), or -ENOMEM. */
 int buf_append(struct buf *b, const void *data, size_t len);
 

@@ -130,7 +130,7 @@ int main(int argc, char **argv)
         .response_timeout_ms = d.cfg.upstream_timeout_ms,
         .io_timeout_ms = d.cfg.upstream_timeout_ms,
         .pool_idle_ms = 4000, /* qBittorrent closes idle connections after about 7 s */
-        .pool_max = 32,
+        .pool_max = 64,
     };
     if (upstream_new(d.loop, &d.cfg.qbit, &uo, &d.upstream) != 0 ||
         proxy_new(d.loop, &d.cfg, d.upstream, &d.proxy) != 0 || qbt_new(d.upstream, &d.cfg, &d.qbt) != 0 ||

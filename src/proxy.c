@@ -14,7 +14,12 @@
 #define CLIENT_WRITE_HIGH (256 * 1024)
 #define REQUEST_HEAD_LIMIT (128 * 1024)
 
+/* Finished exchanges kept with their buffers, so a request allocates nothing. */
+#define SPARE_MAX 64
+
 struct proxy {
+    struct proxy_exchange *spare;
+    unsigned nspare;
     uv_loop_t *loop;
     const struct config *cfg;
     struct upstream *up;
@@ -25,7 +30,10 @@ struct proxy_exchange {
     struct proxy *px;
     struct client_conn *client;
     struct upstream_conn *conn;
-    struct buf head; /* the request head for qBittorrent, kept for a retry */
+    struct proxy_exchange *next_spare;
+    /* The request head for qBittorrent, kept for a retry; then the response head for the client,
+     * held until the first body bytes so both leave in one write. */
+    struct buf head;
     struct buf body; /* a chunked request body, collected */
     bool collect;    /* the request body is chunked: collect, then send with Content-Length */
     bool has_body;   /* a Content-Length body streams through */
@@ -33,13 +41,15 @@ struct proxy_exchange {
     bool client_waiting; /* the server holds the request until we continue it */
     bool req_complete;   /* the client sent the whole request */
     bool retried;
-    bool sent_head; /* the response head went to the client */
+    bool head_pending; /* the response head is in head, not yet written */
+    bool sent_head;    /* the response head went to the client */
     bool tunnel;
     bool client_keep_alive, client_http11, keep_alive;
     enum framing framing;
 };
 
 static const struct upstream_handler handler;
+static int send_request(struct proxy_exchange *ex);
 
 int proxy_new(uv_loop_t *loop, const struct config *cfg, struct upstream *up, struct proxy **out)
 {
@@ -56,15 +66,51 @@ int proxy_new(uv_loop_t *loop, const struct config *cfg, struct upstream *up, st
 
 void proxy_free(struct proxy *px)
 {
-    if (px)
-        log_limiter_flush(&px->error_limit);
+    if (!px)
+        return;
+    log_limiter_flush(&px->error_limit);
+    while (px->spare) {
+        struct proxy_exchange *ex = px->spare;
+        px->spare = ex->next_spare;
+        buf_free(&ex->head);
+        free(ex);
+    }
     free(px);
+}
+
+static struct proxy_exchange *exchange_new(struct proxy *px)
+{
+    struct proxy_exchange *ex = px->spare;
+    struct buf head;
+    if (ex) {
+        px->spare = ex->next_spare;
+        px->nspare--;
+        head = ex->head;
+        buf_reset(&head);
+    } else {
+        ex = malloc(sizeof *ex);
+        if (!ex)
+            return NULL;
+        buf_init(&head, REQUEST_HEAD_LIMIT);
+    }
+    memset(ex, 0, sizeof *ex);
+    ex->head = head;
+    ex->px = px;
+    buf_init(&ex->body, px->cfg->max_buffered_body);
+    return ex;
 }
 
 static void exchange_free(struct proxy_exchange *ex)
 {
-    buf_free(&ex->head);
+    struct proxy *px = ex->px;
     buf_free(&ex->body);
+    if (px->nspare < SPARE_MAX && ex->head.cap <= 8192) {
+        ex->next_spare = px->spare;
+        px->spare = ex;
+        px->nspare++;
+        return;
+    }
+    buf_free(&ex->head);
     free(ex);
 }
 
@@ -103,15 +149,12 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
                                    const struct http_head *head, bool *wait)
 {
     *wait = false;
-    struct proxy_exchange *ex = calloc(1, sizeof *ex);
+    struct proxy_exchange *ex = exchange_new(px);
     if (!ex) {
         client_exchange_fail(client, 503, "out of memory");
         return NULL;
     }
-    ex->px = px;
     ex->client = client;
-    buf_init(&ex->head, REQUEST_HEAD_LIMIT);
-    buf_init(&ex->body, px->cfg->max_buffered_body);
     ex->head_request = llhttp_get_method((llhttp_t *)parser) == HTTP_HEAD;
     ex->upgrade = llhttp_get_upgrade((llhttp_t *)parser);
     ex->client_keep_alive = llhttp_should_keep_alive(parser);
@@ -138,6 +181,9 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
         fail(ex, 503, "out of memory");
         return NULL;
     }
+    /* A pooled connection takes the request at once; a new one makes the client wait for it. */
+    if (upstream_conn_take_ready(ex->conn))
+        return send_request(ex) == 0 ? ex : NULL;
     ex->client_waiting = true;
     *wait = true;
     return ex;
@@ -153,6 +199,25 @@ static bool replayable(const struct proxy_exchange *ex)
     return !ex->has_body && (!ex->collect || ex->req_complete);
 }
 
+/* Writes the request (and a collected body) on a ready connection; returns 0, or -1 after failing. */
+static int send_request(struct proxy_exchange *ex)
+{
+    if (ex->head_request)
+        upstream_conn_expect_no_body(ex->conn);
+    int rc = upstream_conn_write(ex->conn, ex->head.data, ex->head.len);
+    if (rc == 0 && ex->collect && ex->body.len > 0)
+        rc = upstream_conn_write(ex->conn, ex->body.data, ex->body.len);
+    if (rc < 0) {
+        fail(ex, 502, "cannot send the request to qBittorrent");
+        return -1;
+    }
+    if (ex->req_complete)
+        upstream_conn_request_done(ex->conn);
+    if (ex->expect_continue && ex->has_body)
+        client_write(ex->client, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 0;
+}
+
 static void on_connect(void *ctx, int status)
 {
     struct proxy_exchange *ex = ctx;
@@ -166,23 +231,10 @@ static void on_connect(void *ctx, int status)
         fail(ex, status == UV_ETIMEDOUT ? 504 : 502, msg);
         return;
     }
-    if (ex->head_request)
-        upstream_conn_expect_no_body(ex->conn);
-    int rc = upstream_conn_write(ex->conn, ex->head.data, ex->head.len);
-    if (rc == 0 && ex->collect && ex->body.len > 0)
-        rc = upstream_conn_write(ex->conn, ex->body.data, ex->body.len);
-    if (rc < 0) {
-        fail(ex, 502, "cannot send the request to qBittorrent");
-        return;
-    }
-    if (ex->req_complete)
-        upstream_conn_request_done(ex->conn);
-    if (ex->client_waiting) {
-        ex->client_waiting = false;
-        if (ex->expect_continue && ex->has_body)
-            client_write(ex->client, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    bool waiting = ex->client_waiting;
+    ex->client_waiting = false;
+    if (send_request(ex) == 0 && waiting)
         client_continue(ex->client);
-    }
 }
 
 void proxy_body(struct proxy_exchange *ex, const char *data, size_t len)
@@ -209,8 +261,12 @@ void proxy_end(struct proxy_exchange *ex)
     ex->req_complete = true;
     if (ex->collect) {
         if (buf_printf(&ex->head, "Content-Length: %zu\r\n\r\n", ex->body.len) != 0 ||
-            connect_upstream(ex, 0) != 0)
+            connect_upstream(ex, 0) != 0) {
             fail(ex, 503, "out of memory");
+            return;
+        }
+        if (upstream_conn_take_ready(ex->conn))
+            send_request(ex);
         return;
     }
     if (ex->conn)
@@ -265,36 +321,50 @@ static void on_head(void *ctx, int status, const struct http_head *head, const l
         r.framing = ex->client_http11 ? FRAMING_CHUNKED : FRAMING_CLOSE;
     }
     /* An upgrade that was refused leaves the request parser unusable: close after it. */
-    ex->keep_alive = ex->client_keep_alive && r.framing != FRAMING_CLOSE && !ex->upgrade;
+    ex->keep_alive = ex->client_keep_alive && r.framing != FRAMING_CLOSE && !ex->upgrade && ex->req_complete;
     r.keep_alive = ex->keep_alive;
     ex->framing = r.framing;
 
-    struct buf out;
-    buf_init(&out, REQUEST_HEAD_LIMIT);
-    if (rewrite_response_head(&out, head, &r) != 0) {
-        buf_free(&out);
+    /* No retry is possible once an answer came: the request head's buffer now holds the response's. */
+    buf_reset(&ex->head);
+    if (rewrite_response_head(&ex->head, head, &r) != 0) {
         upstream_conn_abort(ex->conn);
         ex->conn = NULL;
         fail(ex, 502, "qBittorrent's response head is too large");
         return;
     }
-    ex->sent_head = true;
-    client_write(ex->client, out.data, out.len);
-    buf_free(&out);
+    ex->head_pending = true;
+}
+
+/* Sends body bytes to the client, preceded by the held head, in one write. */
+static void send_to_client(struct proxy_exchange *ex, const char *data, size_t len, bool last)
+{
+    uv_buf_t bufs[5];
+    unsigned n = 0;
+    char size[24];
+    if (ex->head_pending) {
+        bufs[n++] = uv_buf_init(ex->head.data, (unsigned)ex->head.len);
+        ex->head_pending = false;
+        ex->sent_head = true;
+    }
+    if (len > 0 && ex->framing == FRAMING_CHUNKED) {
+        int k = snprintf(size, sizeof size, "%zx\r\n", len);
+        bufs[n++] = uv_buf_init(size, (unsigned)k);
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        bufs[n++] = uv_buf_init("\r\n", 2);
+    } else if (len > 0) {
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+    }
+    if (last && ex->framing == FRAMING_CHUNKED)
+        bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
+    if (n > 0)
+        client_writev(ex->client, bufs, n);
 }
 
 static void on_body(void *ctx, const char *data, size_t len)
 {
     struct proxy_exchange *ex = ctx;
-    if (ex->framing == FRAMING_CHUNKED) {
-        char size[24];
-        int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        uv_buf_t bufs[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
-                            uv_buf_init("\r\n", 2)};
-        client_writev(ex->client, bufs, 3);
-    } else {
-        client_write(ex->client, data, len);
-    }
+    send_to_client(ex, data, len, false);
     if (ex->conn && client_queued(ex->client) > CLIENT_WRITE_HIGH)
         upstream_conn_pause(ex->conn, 1);
 }
@@ -302,15 +372,14 @@ static void on_body(void *ctx, const char *data, size_t len)
 static void on_end(void *ctx)
 {
     struct proxy_exchange *ex = ctx;
+    send_to_client(ex, NULL, 0, !ex->tunnel);
     if (ex->tunnel) {
         client_start_tunnel(ex->client);
         return;
     }
-    if (ex->framing == FRAMING_CHUNKED)
-        client_write(ex->client, "0\r\n\r\n", 5);
     upstream_conn_release(ex->conn, ex->req_complete);
     ex->conn = NULL;
-    client_exchange_done(ex->client, ex->keep_alive && ex->req_complete);
+    client_exchange_done(ex->client, ex->keep_alive);
     exchange_free(ex);
 }
 

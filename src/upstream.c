@@ -441,6 +441,14 @@ static void became_ready(struct upstream_conn *c)
         h->on_connect(c->ctx, 0);
 }
 
+int upstream_conn_take_ready(struct upstream_conn *c)
+{
+    if (!c->reused || c->state != UC_ACTIVE || c->request_done)
+        return 0;
+    arm_timer(c); /* replaces the pending on_ready_timer */
+    return 1;
+}
+
 static void on_ready_timer(uv_timer_t *t)
 {
     struct upstream_conn *c = t->data;

@@ -73,6 +73,12 @@ void upstream_free(struct upstream *up);
 struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const struct upstream_handler *h,
                                         void *ctx);
 
+/*
+ * For a connection from the pool: takes it for use now, so on_connect will
+ * not be called. Returns 1 when it did, 0 for a connection still connecting.
+ */
+int upstream_conn_take_ready(struct upstream_conn *c);
+
 /* Returns 1 when the connection came from the pool (it may have been closed by the peer meanwhile). */
 int upstream_conn_reused(const struct upstream_conn *c);
 

@@ -1,0 +1,639 @@
+"""A real qbittorrent-nox on loopback for end-to-end tests, and the sidecar in front of it.
+
+Usage in a test module (the fixtures must be imported into the module that uses them):
+
+    from qbt_rig import qbt, sidecar  # noqa: F401  (pytest fixtures)
+
+    def test_something(qbt, sidecar):
+        q = qbt(local_host_auth=True)          # started, API answering
+        s = sidecar(q, QBIT_USER=q.username, QBIT_PASS=q.password)   # /healthz answers 200
+        ...
+
+`qbt(**kwargs)` creates a QbtInstance in its own throwaway profile dir (under tmp_path), writes a
+quiet, loopback-only config (no DHT/LSD/PeX/UPnP, legal notice accepted, WebUI and torrent port on
+free loopback ports), starts `qbittorrent-nox --profile=DIR` in its own session (setsid) and waits
+until its API answers. `qbt(start=False, ...)` only prepares it. Every qBittorrent and every sidecar
+started through the fixtures is stopped by PID when the test ends: SIGTERM, a deadline, SIGKILL as
+a last resort (which fails the test); a sidecar must exit 0 on that SIGTERM.
+
+Facts this relies on were checked against qbittorrent-nox 4.5.2 (WebAPI 2.8.19), see
+shared/notes/test-rig.md:
+- config file DIR/qBittorrent/config/qBittorrent.conf, log DIR/qBittorrent/data/logs/qbittorrent.log;
+- the API preferences web_ui_reverse_proxy_enabled / web_ui_reverse_proxies_list are saved as
+  [Preferences] WebUI\\ReverseProxySupportEnabled / WebUI\\TrustedReverseProxiesList (read from the
+  .conf 4.5.2 wrote after setPreferences and a clean stop);
+- password hash: PBKDF2-HMAC-SHA512, 100000 iterations, 16-byte salt, 64-byte key,
+  stored as @ByteArray(BASE64SALT:BASE64KEY).
+"""
+
+import base64
+import configparser
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_QGS_BIN = REPO_ROOT / "build" / "release" / "qbit-gluetun-sync"
+QBT_BIN = "qbittorrent-nox"
+
+# qBittorrent answers ~0.1 s after start and exits ~1 s after SIGTERM on an idle machine; the
+# deadlines are generous because the sanitizer build and busy CI machines are slow.
+QBT_START_TIMEOUT = 20.0
+QBT_STOP_TIMEOUT = 20.0
+SIDECAR_START_TIMEOUT = 10.0
+SIDECAR_STOP_TIMEOUT = 10.0
+
+PASSTHROUGH_ENV = ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def wait_for(predicate, timeout, interval=0.02, message=None):
+    """Polls predicate until it returns a true value (returned); fails the test after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            msg = message() if callable(message) else message
+            pytest.fail(msg or f"condition not met within {timeout} s: {predicate!r}")
+        time.sleep(interval)
+
+
+_handed_out = set()
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 (and ::1 when there is one) now, never handed out twice."""
+    for _ in range(100):
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                s.bind(("::", 0))
+                port = s.getsockname()[1]
+        except OSError:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found")
+
+
+def pbkdf2_password(password, salt=None):
+    """qBittorrent's WebUI\\Password_PBKDF2 value for password."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    key = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, 100000, dklen=64)
+    return "@ByteArray({}:{})".format(base64.b64encode(salt).decode(), base64.b64encode(key).decode())
+
+
+def bencode(value):
+    """Bencodes int, bytes, str, list and dict (keys sorted as raw bytes)."""
+    if isinstance(value, bool):
+        raise TypeError("bencode has no booleans")
+    if isinstance(value, int):
+        return b"i%de" % value
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray)):
+        return b"%d:" % len(value) + bytes(value)
+    if isinstance(value, (list, tuple)):
+        return b"l" + b"".join(bencode(v) for v in value) + b"e"
+    if isinstance(value, dict):
+        items = sorted(((k.encode("utf-8") if isinstance(k, str) else k), v) for k, v in value.items())
+        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
+    raise TypeError(f"cannot bencode {type(value).__name__}")
+
+
+class Torrent:
+    """A tiny single-file trackerless torrent: .data (the .torrent bytes), .info_hash (v1, hex)."""
+
+    def __init__(self, name, content, data, info_hash):
+        self.name = name
+        self.content = content
+        self.data = data
+        self.info_hash = info_hash
+
+    def write_content(self, save_dir):
+        """Writes the payload file into save_dir, so qBittorrent finds it complete and seeds."""
+        path = Path(save_dir) / self.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.content)
+        return path
+
+
+def make_torrent(name=None, content=None, piece_length=16384):
+    """Builds a single-file, trackerless v1 .torrent; returns a Torrent (bytes + info-hash).
+
+    Contains only what qBittorrent 4.5's /api/v2/torrents/export writes back (info, creation
+    date, created by), so an exported copy is byte-identical to the uploaded one."""
+    name = name or f"qgs-test-{secrets.token_hex(4)}.bin"
+    content = content if content is not None else secrets.token_bytes(40000)
+    pieces = b"".join(
+        hashlib.sha1(content[i : i + piece_length]).digest() for i in range(0, max(len(content), 1), piece_length)
+    )
+    info = {"length": len(content), "name": name, "piece length": piece_length, "pieces": pieces}
+    info_hash = hashlib.sha1(bencode(info)).hexdigest()
+    # qBittorrent's export (libtorrent's create_torrent) always writes a "creation date" (now,
+    # when the torrent has none); with one in the file the export is byte-identical to it.
+    meta = {"info": info, "creation date": int(time.time()), "created by": "qbit-gluetun-sync tests"}
+    return Torrent(name, content, bencode(meta), info_hash)
+
+
+def _stop_pid(proc, timeout):
+    """SIGTERM by PID, wait up to timeout, SIGKILL fallback; returns (status, seconds, killed)."""
+    if proc.poll() is not None:
+        return proc.returncode, 0.0, False
+    start = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout), time.monotonic() - start, False
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        return proc.wait(timeout=timeout), time.monotonic() - start, True
+
+
+# --------------------------------------------------------------------------- qBittorrent
+
+
+class QbtInstance:
+    """One qbittorrent-nox with its own profile dir, WebUI on 127.0.0.1:webui_port.
+
+    Config options (written before the first start; change a stopped instance's config with
+    set_conf()):
+      username/password: WebUI credentials (password stored as PBKDF2);
+      local_host_auth: WebUI\\LocalHostAuth (True = login required from loopback too);
+      max_auth_fail_count: WebUI\\MaxAuthenticationFailCount (0 = never ban);
+      reverse_proxy: turn on reverse-proxy support with trusted_proxies as the trusted list;
+      listen_port / webui_port: fixed ports (default: free ones);
+      extra_conf: {(section, key): value} written as well, e.g. {("Preferences",
+      "WebUI\\HostHeaderValidation"): "false"}.
+    """
+
+    def __init__(
+        self,
+        profile_dir,
+        username="admin",
+        password="qgs-test-pass",
+        local_host_auth=True,
+        max_auth_fail_count=0,
+        reverse_proxy=False,
+        trusted_proxies="127.0.0.1",
+        listen_port=None,
+        webui_port=None,
+        extra_conf=None,
+    ):
+        self.profile_dir = Path(profile_dir)
+        self.username = username
+        self.password = password
+        self.local_host_auth = local_host_auth
+        self.max_auth_fail_count = max_auth_fail_count
+        self.reverse_proxy = reverse_proxy
+        self.trusted_proxies = trusted_proxies
+        self.initial_listen_port = listen_port or free_port()
+        self.webui_port = webui_port or free_port()
+        self.extra_conf = dict(extra_conf or {})
+        self.proc = None
+        self.stdout_path = self.profile_dir / "qbittorrent-nox.out"
+        self.starts = 0
+        self.save_dir = self.profile_dir / "downloads"
+        self._session = None
+        self.write_config()
+
+    # -- paths and config
+
+    @property
+    def conf_path(self):
+        return self.profile_dir / "qBittorrent" / "config" / "qBittorrent.conf"
+
+    @property
+    def log_path(self):
+        return self.profile_dir / "qBittorrent" / "data" / "logs" / "qbittorrent.log"
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.webui_port}"
+
+    @property
+    def origin(self):
+        return self.base_url
+
+    def write_config(self):
+        """Writes a fresh qBittorrent.conf from the options (the instance must be stopped)."""
+        assert not self.running(), "write_config on a running qBittorrent"
+        self.conf_path.parent.mkdir(parents=True, exist_ok=True)
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        conf = {
+            "LegalNotice": {"Accepted": "true"},
+            "BitTorrent": {
+                "Session\\Port": str(self.initial_listen_port),
+                "Session\\Interface": "lo",
+                "Session\\InterfaceName": "lo",
+                "Session\\InterfaceAddress": "127.0.0.1",
+                "Session\\DHTEnabled": "false",
+                "Session\\LSDEnabled": "false",
+                "Session\\PeXEnabled": "false",
+                "Session\\DefaultSavePath": str(self.save_dir),
+            },
+            "Network": {"PortForwardingEnabled": "false"},
+            "Preferences": {
+                "Connection\\ResolvePeerCountries": "false",
+                "WebUI\\Address": "127.0.0.1",
+                "WebUI\\Port": str(self.webui_port),
+                "WebUI\\UseUPnP": "false",
+                "WebUI\\Username": self.username,
+                "WebUI\\Password_PBKDF2": pbkdf2_password(self.password),
+                "WebUI\\LocalHostAuth": "true" if self.local_host_auth else "false",
+                "WebUI\\MaxAuthenticationFailCount": str(self.max_auth_fail_count),
+                "WebUI\\ReverseProxySupportEnabled": "true" if self.reverse_proxy else "false",
+                "WebUI\\TrustedReverseProxiesList": self.trusted_proxies if self.reverse_proxy else "",
+            },
+        }
+        for (section, key), value in self.extra_conf.items():
+            conf.setdefault(section, {})[key] = str(value)
+        parser = self._parser()
+        for section, values in conf.items():
+            parser[section] = values
+        with open(self.conf_path, "w") as f:
+            parser.write(f, space_around_delimiters=False)
+
+    @staticmethod
+    def _parser():
+        parser = configparser.RawConfigParser(strict=False, delimiters=("=",))
+        parser.optionxform = str  # keys are case-sensitive for Qt
+        return parser
+
+    def read_conf(self):
+        """The qBittorrent.conf as {section: {key: value}} (what qBittorrent last saved)."""
+        parser = self._parser()
+        parser.read(self.conf_path)
+        return {s: dict(parser[s]) for s in parser.sections()}
+
+    def set_conf(self, section, key, value):
+        """Changes one key of a stopped instance's config file (qBittorrent rewrites it on exit)."""
+        assert not self.running(), "set_conf on a running qBittorrent: stop() it first"
+        parser = self._parser()
+        parser.read(self.conf_path)
+        if not parser.has_section(section):
+            parser.add_section(section)
+        parser[section][key] = str(value)
+        with open(self.conf_path, "w") as f:
+            parser.write(f, space_around_delimiters=False)
+
+    # -- process
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, wait=True, timeout=QBT_START_TIMEOUT):
+        """Starts qbittorrent-nox in its own session (setsid), stdin /dev/null, output to a file."""
+        assert not self.running(), f"qBittorrent pid {self.pid} is already running"
+        self.starts += 1
+        with open(self.stdout_path, "ab") as out:
+            out.write(f"---- start #{self.starts}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                [QBT_BIN, f"--profile={self.profile_dir}"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # setsid(): its own session and process group
+                env={**os.environ, "HOME": str(self.profile_dir)},
+            )
+        self._session = None
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def stop(self, timeout=QBT_STOP_TIMEOUT):
+        """SIGTERM by PID, waits up to timeout, SIGKILL as a last resort; asserts it exited.
+
+        Returns the exit status. Fails the test when SIGKILL was needed.
+        """
+        if self.proc is None:
+            return None
+        rc, _, killed = _stop_pid(self.proc, timeout)
+        self._session = None
+        assert self.proc.poll() is not None, f"qBittorrent pid {self.pid} still running"
+        if killed:
+            pytest.fail(f"qBittorrent pid {self.pid} ignored SIGTERM for {timeout} s\n{self.diagnostics()}")
+        return rc
+
+    def restart(self, timeout=QBT_START_TIMEOUT):
+        self.stop()
+        return self.start(timeout=timeout)
+
+    def wait_ready(self, timeout=QBT_START_TIMEOUT):
+        """Polls GET /api/v2/app/version until the WebUI answers (200, or 403 when login is needed)."""
+
+        def answered():
+            if self.proc.poll() is not None:
+                pytest.fail(f"qBittorrent exited with {self.proc.returncode} before answering\n{self.diagnostics()}")
+            try:
+                r = requests.get(self.base_url + "/api/v2/app/version", timeout=1.0)
+            except requests.RequestException:
+                return False
+            return r.status_code in (200, 403)
+
+        wait_for(answered, timeout, interval=0.05, message=lambda: f"qBittorrent not answering\n{self.diagnostics()}")
+        return self
+
+    # -- API
+
+    def session(self):
+        """A requests.Session logged in when a login is needed (cached until restart)."""
+        if self._session is None:
+            self._session = self.api_login()
+        return self._session
+
+    def api_login(self, username=None, password=None):
+        """Logs in through POST /api/v2/auth/login; returns the requests.Session holding the SID."""
+        s = requests.Session()
+        r = s.post(
+            self.base_url + "/api/v2/auth/login",
+            data={"username": username or self.username, "password": password or self.password},
+            timeout=10,
+        )
+        assert r.status_code == 200 and r.text == "Ok.", f"login failed: {r.status_code} {r.text!r}"
+        assert "SID" in s.cookies, f"no SID cookie after login: {r.headers}"
+        return s
+
+    def api(self, method, path, **kwargs):
+        """A request to the WebUI with the logged-in session; returns the requests.Response."""
+        kwargs.setdefault("timeout", 10)
+        return self.session().request(method, self.base_url + path, **kwargs)
+
+    def preferences(self):
+        r = self.api("GET", "/api/v2/app/preferences")
+        assert r.status_code == 200, f"preferences: {r.status_code} {r.text!r}"
+        return r.json()
+
+    def get_pref(self, name):
+        return self.preferences()[name]
+
+    def set_prefs(self, prefs):
+        r = self.api("POST", "/api/v2/app/setPreferences", data={"json": json.dumps(prefs)})
+        assert r.status_code == 200, f"setPreferences {prefs}: {r.status_code} {r.text!r}"
+
+    def listen_port(self):
+        return self.get_pref("listen_port")
+
+    def wait_listen_port(self, port, timeout=10.0):
+        """Waits until qBittorrent reports listen_port == port."""
+        return wait_for(
+            lambda: self.listen_port() == port,
+            timeout,
+            interval=0.05,
+            message=lambda: f"listen_port is {self.listen_port()}, expected {port}",
+        )
+
+    def torrents(self):
+        r = self.api("GET", "/api/v2/torrents/info")
+        assert r.status_code == 200, f"torrents/info: {r.status_code} {r.text!r}"
+        return r.json()
+
+    def add_torrent(self, torrent, save_dir=None, write_content=True, timeout=10.0):
+        """Adds a Torrent by multipart upload and waits until it is in the list; returns its entry."""
+        save_dir = Path(save_dir or self.save_dir)
+        if write_content:
+            torrent.write_content(save_dir)
+        r = self.api(
+            "POST",
+            "/api/v2/torrents/add",
+            files={"torrents": (torrent.name + ".torrent", torrent.data, "application/x-bittorrent")},
+            data={"savepath": str(save_dir)},
+        )
+        assert r.status_code == 200 and r.text == "Ok.", f"torrents/add: {r.status_code} {r.text!r}"
+        return self.wait_torrent(torrent.info_hash, timeout)
+
+    def wait_torrent(self, info_hash, timeout=10.0):
+        def found():
+            return next((t for t in self.torrents() if t["hash"] == info_hash), None)
+
+        return wait_for(found, timeout, interval=0.05, message=f"torrent {info_hash} not listed")
+
+    def export_torrent(self, info_hash):
+        r = self.api("GET", "/api/v2/torrents/export", params={"hash": info_hash})
+        assert r.status_code == 200, f"torrents/export: {r.status_code} {r.text!r}"
+        return r.content
+
+    # -- logs
+
+    def log_text(self):
+        """qBittorrent's own log file (empty string before it was created)."""
+        try:
+            return self.log_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stdout_text(self):
+        try:
+            return self.stdout_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, needle, timeout=10.0, since=0):
+        """Waits until needle appears in the log after character offset since; returns the line."""
+
+        def found():
+            text = self.log_text()[since:]
+            return next((line for line in text.splitlines() if needle in line), None)
+
+        return wait_for(found, timeout, interval=0.05, message=lambda: f"{needle!r} not in log:\n{self.log_text()}")
+
+    def log_barrier(self, timeout=10.0):
+        """Makes qBittorrent log a unique line and waits for it; returns the whole log text.
+
+        Everything qBittorrent logged before the barrier is then in the file, so a test can
+        assert that something was NOT logged. The line comes from a direct request with a
+        mismatching Referer (qBittorrent 4.5 logs "Referer header & Target origin mismatch!"
+        and answers 401, whether or not a login is needed)."""
+        token = f"log-barrier-{secrets.token_hex(8)}.invalid"
+        r = requests.get(self.base_url + "/api/v2/app/version", headers={"Referer": f"http://{token}/"}, timeout=5)
+        assert r.status_code == 401, f"log barrier request: {r.status_code} {r.text!r}"
+        self.wait_log(token, timeout)
+        return self.log_text()
+
+    @staticmethod
+    def without_barriers(text):
+        """text minus the lines log_barrier() caused."""
+        return "\n".join(line for line in text.splitlines() if "log-barrier-" not in line)
+
+    def diagnostics(self):
+        return (
+            f"profile {self.profile_dir}, WebUI {self.base_url}, pid {self.pid}\n"
+            f"--- stdout/stderr:\n{self.stdout_text()[-4000:]}\n--- log:\n{self.log_text()[-4000:]}"
+        )
+
+
+# --------------------------------------------------------------------------- the sidecar
+
+
+def qgs_bin_path():
+    return Path(os.environ.get("QGS_BIN") or DEFAULT_QGS_BIN)
+
+
+class Sidecar:
+    """One running qbit-gluetun-sync in front of a QbtInstance."""
+
+    def __init__(self, proc, env, port, stderr_path, stdout_path):
+        self.proc = proc
+        self.env = env
+        self.port = port
+        self.stderr_path = stderr_path
+        self.stdout_path = stdout_path
+        self.stopped = False
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def origin(self):
+        return self.base_url
+
+    def log(self):
+        try:
+            return self.stderr_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout=SIDECAR_STOP_TIMEOUT):
+        """SIGTERM by PID; fails unless it exits 0 within timeout (SIGKILL as a last resort)."""
+        self.stopped = True
+        rc, _, killed = _stop_pid(self.proc, timeout)
+        if killed:
+            pytest.fail(f"sidecar pid {self.pid} ignored SIGTERM for {timeout} s; log:\n{self.log()}")
+        assert rc == 0, f"sidecar pid {self.pid} exited {rc} on SIGTERM; log:\n{self.log()}"
+        return rc
+
+
+def start_sidecar(qbt_instance, work_dir, timeout=SIDECAR_START_TIMEOUT, **overrides):
+    """Starts the sidecar against qbt_instance (or None: QBIT_ADDR left to overrides) and waits
+    until GET /healthz answers 200. overrides set or (with None) remove variables."""
+    binary = qgs_bin_path()
+    if not binary.exists():
+        pytest.fail(f"{binary} does not exist: run `make` in {REPO_ROOT} or set QGS_BIN")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/bin:/bin")
+    env.update(
+        {
+            "LISTEN_ADDR": "127.0.0.1",
+            "LISTEN_PORT": str(free_port()),
+            "ALLOWED_IPS": "127.0.0.1,::1",
+            "PORT_FILE": str(work_dir / "forwarded_port"),
+        }
+    )
+    if qbt_instance is not None:
+        env["QBIT_ADDR"] = qbt_instance.base_url
+    for k, v in overrides.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = str(v)
+    port = int(env["LISTEN_PORT"])
+    n = len(list(work_dir.glob("sidecar*.stderr")))
+    stderr_path = work_dir / f"sidecar{n}.stderr"
+    stdout_path = work_dir / f"sidecar{n}.stdout"
+    with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
+        proc = subprocess.Popen([str(binary)], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    sc = Sidecar(proc, env, port, stderr_path, stdout_path)
+
+    def healthy():
+        if proc.poll() is not None:
+            pytest.fail(f"sidecar exited with {proc.returncode} before /healthz answered; log:\n{sc.log()}")
+        try:
+            return requests.get(sc.base_url + "/healthz", timeout=1.0).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(healthy, timeout, interval=0.02, message=lambda: f"sidecar /healthz not 200; log:\n{sc.log()}")
+    except BaseException:
+        _stop_pid(proc, SIDECAR_STOP_TIMEOUT)
+        raise
+    return sc
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def qbt(tmp_path):
+    """Factory: qbt(start=True, **QbtInstance options) -> QbtInstance, started and answering.
+
+    Each call gets its own profile dir. All are stopped by PID at the end of the test.
+    """
+    instances = []
+
+    def make(start=True, **options):
+        q = QbtInstance(tmp_path / f"qbt{len(instances)}", **options)
+        instances.append(q)
+        if start:
+            q.start()
+        return q
+
+    yield make
+
+    problems = []
+    for q in instances:
+        if not q.running():
+            continue
+        rc, _, killed = _stop_pid(q.proc, QBT_STOP_TIMEOUT)
+        if killed:
+            problems.append(f"qBittorrent pid {q.pid} ignored SIGTERM\n{q.diagnostics()}")
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture
+def sidecar(tmp_path):
+    """Factory: sidecar(qbt_instance, **env overrides) -> Sidecar with /healthz answering 200.
+
+    Each sidecar the test did not stop itself is stopped at the end with SIGTERM and must exit 0.
+    """
+    started = []
+
+    def make(qbt_instance, **overrides):
+        sc = start_sidecar(qbt_instance, tmp_path / "sidecar", **overrides)
+        started.append(sc)
+        return sc
+
+    yield make
+
+    problems = []
+    for sc in started:
+        if sc.stopped:
+            continue
+        if sc.proc.poll() is not None:
+            problems.append(f"sidecar pid {sc.pid} exited on its own with {sc.proc.returncode}; log:\n{sc.log()}")
+            continue
+        rc, _, killed = _stop_pid(sc.proc, SIDECAR_STOP_TIMEOUT)
+        if killed:
+            problems.append(f"sidecar pid {sc.pid} ignored SIGTERM for {SIDECAR_STOP_TIMEOUT} s; log:\n{sc.log()}")
+        elif rc != 0:
+            problems.append(f"sidecar pid {sc.pid} exited {rc} on SIGTERM; log:\n{sc.log()}")
+    if problems:
+        pytest.fail("\n".join(problems))
