@@ -161,3 +161,15 @@ def test_sigterm_as_pid_1_exits_0(qgs_bin, tmp_path):
                 os.kill(child, signal.SIGKILL)
             outer.kill()
             outer.wait()
+
+
+def test_repeated_denials_summarised_not_flooded(daemon):
+    # A scanner must not be able to fill a disk: a burst of denials is logged a few times, then counted.
+    d = daemon(ALLOWED_IPS="")
+    for i in range(40):
+        assert d.request("GET", f"/probe{i}").status == 403
+    rc, _ = d.terminate()
+    assert rc == 0
+    denied = [line for line in d.log().splitlines() if "denied 127.0.0.1" in line]
+    assert 1 <= len(denied) <= 5, denied
+    assert re.search(r"\b35 more denied requests not logged", d.log()), d.log()
