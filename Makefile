@@ -108,7 +108,7 @@ test: deps
 	  $(MAKE) --no-print-directory VARIANT=asan test-variant
 	@echo "all tests passed (release and asan+ubsan)"
 
-FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c)
+FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/e2e/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 
