@@ -10,12 +10,12 @@
 void http_head_init(struct http_head *h, size_t limit)
 {
     memset(h, 0, sizeof *h);
-    h->limit = limit;
+    buf_init(&h->text, limit);
 }
 
 void http_head_reset(struct http_head *h)
 {
-    h->len = 0;
+    buf_reset(&h->text);
     h->url = h->url_len = 0;
     h->count = 0;
     h->in_value = 0;
@@ -23,37 +23,18 @@ void http_head_reset(struct http_head *h)
 
 void http_head_free(struct http_head *h)
 {
-    free(h->buf);
-    h->buf = NULL;
-    h->len = h->cap = 0;
+    buf_free(&h->text);
 }
 
-/* Appends bytes to the buffer, growing it by doubling up to the limit. */
 static int append(struct http_head *h, const char *at, size_t len)
 {
-    if (len > h->limit - h->len)
-        return -E2BIG;
-    if (h->len + len > h->cap) {
-        size_t cap = h->cap ? h->cap : 1024;
-        while (cap < h->len + len)
-            cap *= 2;
-        if (cap > h->limit)
-            cap = h->limit;
-        char *buf = realloc(h->buf, cap);
-        if (!buf)
-            return -ENOMEM;
-        h->buf = buf;
-        h->cap = cap;
-    }
-    memcpy(h->buf + h->len, at, len);
-    h->len += len;
-    return 0;
+    return buf_append(&h->text, at, len);
 }
 
 int http_head_add_url(struct http_head *h, const char *at, size_t len)
 {
     if (h->url_len == 0)
-        h->url = (uint32_t)h->len;
+        h->url = (uint32_t)h->text.len;
     int rc = append(h, at, len);
     if (rc == 0)
         h->url_len += (uint32_t)len;
@@ -67,9 +48,9 @@ int http_head_add_field(struct http_head *h, const char *at, size_t len)
         if (h->count == HTTP_MAX_HEADERS)
             return -E2BIG;
         struct http_header *hd = &h->headers[h->count++];
-        hd->name = (uint32_t)h->len;
+        hd->name = (uint32_t)h->text.len;
         hd->name_len = 0;
-        hd->value = (uint32_t)h->len;
+        hd->value = (uint32_t)h->text.len;
         hd->value_len = 0;
         h->in_value = 0;
     }
@@ -85,7 +66,7 @@ int http_head_add_value(struct http_head *h, const char *at, size_t len)
         return -EINVAL;
     struct http_header *hd = &h->headers[h->count - 1];
     if (!h->in_value) {
-        hd->value = (uint32_t)h->len;
+        hd->value = (uint32_t)h->text.len;
         h->in_value = 1;
     }
     int rc = append(h, at, len);
@@ -97,7 +78,13 @@ int http_head_add_value(struct http_head *h, const char *at, size_t len)
 const char *http_head_url(const struct http_head *h, size_t *len)
 {
     *len = h->url_len;
-    return h->buf ? h->buf + h->url : "";
+    return h->text.data ? h->text.data + h->url : "";
+}
+
+int http_header_is(const struct http_head *h, unsigned i, const char *name)
+{
+    size_t len = strlen(name);
+    return h->headers[i].name_len == len && strncasecmp(http_header_name(h, i), name, len) == 0;
 }
 
 const char *http_head_find(const struct http_head *h, const char *name, size_t *len)
@@ -105,9 +92,9 @@ const char *http_head_find(const struct http_head *h, const char *name, size_t *
     size_t name_len = strlen(name);
     for (unsigned i = 0; i < h->count; i++) {
         const struct http_header *hd = &h->headers[i];
-        if (hd->name_len == name_len && strncasecmp(h->buf + hd->name, name, name_len) == 0) {
+        if (hd->name_len == name_len && strncasecmp(h->text.data + hd->name, name, name_len) == 0) {
             *len = hd->value_len;
-            return h->buf + hd->value;
+            return h->text.data + hd->value;
         }
     }
     return NULL;

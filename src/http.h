@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 #define HTTP_MAX_HEADERS 100
 
 struct http_header {
@@ -20,11 +22,10 @@ struct http_header {
 /*
  * A message head as llhttp delivers it: the URL (or status text) and the
  * header fields, each possibly in several fragments. Everything is appended
- * to one buffer that grows up to `limit` bytes; the head owns the buffer.
+ * to one buffer that grows up to its limit; the head owns the buffer.
  */
 struct http_head {
-    char *buf;
-    size_t len, cap, limit;
+    struct buf text;
     uint32_t url, url_len;
     struct http_header headers[HTTP_MAX_HEADERS];
     unsigned count;
@@ -50,6 +51,20 @@ int http_head_add_value(struct http_head *h, const char *at, size_t len);
 
 /* Returns a pointer to the URL (not NUL-terminated) and its length in *len. */
 const char *http_head_url(const struct http_head *h, size_t *len);
+
+/* Header i's name and value (not NUL-terminated; lengths in headers[i]). */
+static inline const char *http_header_name(const struct http_head *h, unsigned i)
+{
+    return h->text.data + h->headers[i].name;
+}
+
+static inline const char *http_header_value(const struct http_head *h, unsigned i)
+{
+    return h->text.data + h->headers[i].value;
+}
+
+/* Returns 1 when header i is called name (case-insensitive). */
+int http_header_is(const struct http_head *h, unsigned i, const char *name);
 
 /* Returns the first value of the named header (case-insensitive) and its length, or NULL. */
 const char *http_head_find(const struct http_head *h, const char *name, size_t *len);

@@ -287,9 +287,9 @@ static void on_head(void *ctx, int status, const struct http_head *head, const l
     q->status = status;
     /* The session cookie is the one qBittorrent sets at login, whatever it is called. */
     for (unsigned i = 0; i < head->count && !q->new_cookie[0]; i++) {
-        const struct http_header *hd = &head->headers[i];
-        if (hd->name_len == 10 && strncasecmp(head->buf + hd->name, "set-cookie", 10) == 0)
-            qbt_session_cookie(head->buf + hd->value, hd->value_len, q->new_cookie, sizeof q->new_cookie);
+        if (http_header_is(head, i, "set-cookie"))
+            qbt_session_cookie(http_header_value(head, i), head->headers[i].value_len, q->new_cookie,
+                               sizeof q->new_cookie);
     }
 }
 

@@ -36,9 +36,9 @@ static int named_by_connection(const struct http_head *h, const char *name, size
 {
     for (unsigned i = 0; i < h->count; i++) {
         const struct http_header *hd = &h->headers[i];
-        if (!name_is(h->buf + hd->name, hd->name_len, "connection"))
+        if (!name_is(h->text.data + hd->name, hd->name_len, "connection"))
             continue;
-        const char *v = h->buf + hd->value, *end = v + hd->value_len;
+        const char *v = h->text.data + hd->value, *end = v + hd->value_len;
         while (v < end) {
             while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
                 v++;
@@ -155,7 +155,7 @@ int rewrite_request_head(struct buf *out, const struct http_head *req, const str
                         (int)url_len, url, r->upstream->authority);
     for (unsigned i = 0; rc == 0 && i < req->count; i++) {
         const struct http_header *hd = &req->headers[i];
-        const char *name = req->buf + hd->name, *value = req->buf + hd->value;
+        const char *name = http_header_name(req, i), *value = http_header_value(req, i);
         size_t nlen = hd->name_len;
         if (name_is(name, nlen, "upgrade") && r->upgrade) {
             rc = buf_printf(out, "Upgrade: %.*s\r\n", (int)hd->value_len, value);
@@ -191,7 +191,7 @@ int rewrite_response_head(struct buf *out, const struct http_head *resp, const s
                         : buf_printf(out, "HTTP/1.1 %d %s\r\n", r->status, http_status_reason(r->status));
     for (unsigned i = 0; rc == 0 && i < resp->count; i++) {
         const struct http_header *hd = &resp->headers[i];
-        const char *name = resp->buf + hd->name, *value = resp->buf + hd->value;
+        const char *name = http_header_name(resp, i), *value = http_header_value(resp, i);
         size_t nlen = hd->name_len;
         int keep = 0;
         if (name_is(name, nlen, "upgrade"))

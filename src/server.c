@@ -611,10 +611,8 @@ static const char *head_ambiguity(const struct client_conn *c, const llhttp_t *p
     if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
         return "unsupported Transfer-Encoding";
     unsigned hosts = 0;
-    for (unsigned i = 0; i < c->head.count; i++) {
-        const struct http_header *hd = &c->head.headers[i];
-        hosts += hd->name_len == 4 && strncasecmp(c->head.buf + hd->name, "host", 4) == 0;
-    }
+    for (unsigned i = 0; i < c->head.count; i++)
+        hosts += http_header_is(&c->head, i, "host");
     if (hosts > 1)
         return "more than one Host header";
     if (hosts == 0 && p->http_major == 1 && p->http_minor >= 1)
