@@ -1,15 +1,27 @@
 #!/bin/sh
 # install-deps.sh - installs the Debian 12 packages this project builds, tests and demos with.
-# Does nothing when everything is already there; needs root (or sudo) only to install.
+# Usage: install-deps.sh [build|all]   (default all). Does nothing when everything is already
+# there; needs root (or sudo) only to install.
 set -eu
 
-# Build: compiler, pkg-config and the libraries (libuv and jansson are linked statically,
-# llhttp is compiled from Debian's C sources). Tests: cmocka, Python's pytest and requests,
-# a real qBittorrent, clang-format, iproute2 for network namespaces, wrk and nginx for the
-# benchmarks, chromium (driven by playwright-core from npm) for the browser test, curl.
-PACKAGES="build-essential pkg-config libuv1-dev node-llhttp libjansson-dev libcmocka-dev
-python3 python3-pytest python3-requests qbittorrent-nox clang-format iproute2 procps
-wrk nginx-light chromium curl ca-certificates"
+# Build: compiler, make, pkg-config and the libraries (libuv and jansson are linked
+# statically, llhttp is compiled from Debian's C sources). This is all the image build needs.
+BUILD_PACKAGES="build-essential make pkg-config libuv1-dev node-llhttp libjansson-dev"
+# Everything else: cmocka, Python's pytest, requests and yaml, a real qBittorrent,
+# clang-format, iproute2 and util-linux for namespaces, wrk and nginx for the benchmarks,
+# chromium (driven by playwright-core from npm) for the browser test, curl, systemd for
+# `systemd-analyze verify` of the unit file.
+TEST_PACKAGES="libcmocka-dev python3 python3-pytest python3-requests python3-yaml qbittorrent-nox
+clang-format iproute2 util-linux procps wrk nginx-light chromium curl ca-certificates systemd"
+
+case "${1:-all}" in
+build) PACKAGES="$BUILD_PACKAGES" ;;
+all) PACKAGES="$BUILD_PACKAGES $TEST_PACKAGES" ;;
+*)
+    echo "usage: $0 [build|all]" >&2
+    exit 2
+    ;;
+esac
 
 missing=""
 for p in $PACKAGES; do
@@ -17,9 +29,11 @@ for p in $PACKAGES; do
         missing="$missing $p"
     fi
 done
-# Node.js and npm may come from elsewhere (nodesource); only install Debian's when absent.
-command -v node >/dev/null 2>&1 || missing="$missing nodejs"
-command -v npm >/dev/null 2>&1 || missing="$missing npm"
+# Node.js and npm (browser test) may come from elsewhere (nodesource); only install Debian's when absent.
+if [ "${1:-all}" = all ]; then
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    command -v npm >/dev/null 2>&1 || missing="$missing npm"
+fi
 
 if [ -z "$missing" ]; then
     exit 0

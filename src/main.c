@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "proxy.h"
 #include "qbt.h"
@@ -30,7 +31,7 @@ static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: qbit-gluetun-sync [--check-config | --help | --version]\n"
+        "usage: qbit-gluetun-sync [--check-config | --help | --version | healthcheck]\n"
         "\n"
         "Keeps qBittorrent's listening port equal to Gluetun's forwarded port and\n"
         "serves the qBittorrent WebUI through an allow-listed reverse proxy.\n"
@@ -56,6 +57,8 @@ static void usage(FILE *out)
         "  REBIND_ON_RECONNECT  force a re-bind when forwarding restarts (true)\n"
         "\n"
         "  --check-config    validate the configuration, print it and exit (0 ok, 2 invalid)\n"
+        "  healthcheck       ask the running daemon's /healthz on LISTEN_PORT; exit 0 if it answers 200, "
+        "else 1\n"
         "  --help            show this help\n"
         "  --version         show the version\n");
 }
@@ -83,7 +86,7 @@ static void on_signal(uv_signal_t *handle, int signum)
 
 int main(int argc, char **argv)
 {
-    int check_only = 0;
+    int check_only = 0, health = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -93,6 +96,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;
+        } else if (strcmp(argv[i], "healthcheck") == 0) {
+            health = 1;
         } else {
             fprintf(stderr, "qbit-gluetun-sync: unknown argument \"%s\"\n", argv[i]);
             usage(stderr);
@@ -108,7 +113,13 @@ int main(int argc, char **argv)
             nl = strchr(line, '\n');
             fprintf(stderr, "  %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
         }
-        return EXIT_CONFIG;
+        /* For a container runtime a health check exits 0 or 1; 2 means something else there. */
+        return health ? 1 : EXIT_CONFIG;
+    }
+    if (health) {
+        int rc = healthcheck_run(&d.cfg, 3000);
+        config_free(&d.cfg);
+        return rc;
     }
     if (check_only) {
         config_print(&d.cfg, stdout);
