@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,19 @@ int allowlist_match(const struct allowlist *list, const struct sockaddr *peer)
             return 1;
     }
     return 0;
+}
+
+int allowlist_only_loopback(const struct allowlist *list)
+{
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    for (size_t i = 0; i < list->count; i++) {
+        const struct network *net = &list->nets[i];
+        bool v4 = net->family == AF_INET && net->prefix >= 8 && net->addr[0] == 127;
+        bool v6 = net->family == AF_INET6 && net->prefix == 128 && memcmp(net->addr, v6_loopback, 16) == 0;
+        if (!v4 && !v6)
+            return 0;
+    }
+    return 1;
 }
 
 size_t allowlist_count(const struct allowlist *list)

@@ -27,6 +27,9 @@ void allowlist_free(struct allowlist *list);
 /* Returns 1 when the peer address is inside one of the networks, else 0. */
 int allowlist_match(const struct allowlist *list, const struct sockaddr *peer);
 
+/* Returns 1 when every network lies within loopback (127.0.0.0/8, ::1), including for an empty list. */
+int allowlist_only_loopback(const struct allowlist *list);
+
 /* Returns the number of entries. */
 size_t allowlist_count(const struct allowlist *list);
 

@@ -100,6 +100,14 @@ static int parse_bool(const char *v, int *out)
     return -1;
 }
 
+static void load_bool(struct problems *p, const char *name, int def, int *out)
+{
+    const char *v = env(name);
+    *out = def;
+    if (v && parse_bool(v, out) != 0)
+        problem(p, "%s=\"%s\": expected true or false", name, v);
+}
+
 static void wipe_free(char *s)
 {
     if (s) {
@@ -212,10 +220,14 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     load_number(&p, "RESYNC_INTERVAL", 0, 86400, 60, "a number of seconds (0 disables)", &n);
     cfg->resync_interval_ms = (unsigned)n * 1000;
 
-    v = env("REBIND_ON_RECONNECT");
-    cfg->rebind_on_reconnect = 1;
-    if (v && parse_bool(v, &cfg->rebind_on_reconnect) != 0)
-        problem(&p, "REBIND_ON_RECONNECT=\"%s\": expected true or false", v);
+    load_bool(&p, "REBIND_ON_RECONNECT", 1, &cfg->rebind_on_reconnect);
+    load_bool(&p, "ACCESS_LOG", 0, &cfg->access_log);
+    load_bool(&p, "QBIT_TRUST_PROXY", 1, &cfg->trust_proxy);
+
+    v = env("LOG_FORMAT");
+    cfg->log_json = v && strcmp(v, "json") == 0;
+    if (v && strcmp(v, "json") != 0 && strcmp(v, "text") != 0)
+        problem(&p, "LOG_FORMAT=\"%s\": expected text or json", v);
 
     if (p.count > 0) {
         config_free(cfg);
@@ -263,4 +275,7 @@ void config_print(const struct config *cfg, FILE *out)
     fprintf(out, "MAX_BUFFERED_BODY=%zu\n", cfg->max_buffered_body);
     fprintf(out, "RESYNC_INTERVAL=%u\n", cfg->resync_interval_ms / 1000);
     fprintf(out, "REBIND_ON_RECONNECT=%s\n", cfg->rebind_on_reconnect ? "true" : "false");
+    fprintf(out, "QBIT_TRUST_PROXY=%s\n", cfg->trust_proxy ? "true" : "false");
+    fprintf(out, "LOG_FORMAT=%s\n", cfg->log_json ? "json" : "text");
+    fprintf(out, "ACCESS_LOG=%s\n", cfg->access_log ? "true" : "false");
 }

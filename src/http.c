@@ -146,10 +146,9 @@ const char *http_status_reason(int status)
     }
 }
 
-int http_format_response(char *buf, size_t cap, int status, const char *content_type,
-                         const char *extra_headers, const char *body, int head_only, int keep_alive)
+int http_format_head(char *buf, size_t cap, int status, const char *content_type, const char *extra_headers,
+                     size_t body_len, int keep_alive)
 {
-    size_t body_len = strlen(body);
     int n = snprintf(buf, cap,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: %s\r\n"
@@ -158,12 +157,10 @@ int http_format_response(char *buf, size_t cap, int status, const char *content_
                      "X-Content-Type-Options: nosniff\r\n"
                      "%s"
                      "Connection: %s\r\n"
-                     "\r\n"
-                     "%s",
+                     "\r\n",
                      status, http_status_reason(status),
                      content_type ? content_type : "text/plain; charset=utf-8", body_len,
-                     extra_headers ? extra_headers : "", keep_alive ? "keep-alive" : "close",
-                     head_only ? "" : body);
+                     extra_headers ? extra_headers : "", keep_alive ? "keep-alive" : "close");
     if (n < 0 || (size_t)n >= cap)
         return -1;
     return n;

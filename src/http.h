@@ -73,13 +73,11 @@ const char *http_head_find(const struct http_head *h, const char *name, size_t *
 const char *http_status_reason(int status);
 
 /*
- * Formats a complete response with a short body into buf; content_type NULL
- * means plain text. extra_headers is
- * NULL or lines each ending in "\r\n". With head_only (a HEAD request) the
- * body is left out but Content-Length still describes it. Returns the length,
- * or -1 when buf is too small.
+ * Formats the head of a response the sidecar makes itself, for a body of
+ * body_len bytes; content_type NULL means plain text. extra_headers is NULL
+ * or lines each ending in "\r\n". Returns the length, or -1 when buf is too small.
  */
-int http_format_response(char *buf, size_t cap, int status, const char *content_type,
-                         const char *extra_headers, const char *body, int head_only, int keep_alive);
+int http_format_head(char *buf, size_t cap, int status, const char *content_type, const char *extra_headers,
+                     size_t body_len, int keep_alive);
 
 #endif

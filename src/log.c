@@ -1,12 +1,16 @@
 /* log.c - timestamped, levelled lines on stderr, and a limiter for remote-triggered events. */
 #include "log.h"
 
+#include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 static enum log_level min_level = LOG_INFO;
+static int json_lines;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -36,31 +40,93 @@ const char *log_level_name(enum log_level level)
     return level_names[level];
 }
 
+void log_set_json(int json)
+{
+    json_lines = json;
+}
+
+static void timestamp(char *out, size_t len)
+{
+    struct timespec now;
+    struct tm tm;
+    char stamp[24];
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, len, "%s.%03dZ", stamp, (int)(now.tv_nsec / 1000000L) % 1000);
+}
+
+static bool all_digits(const char *s)
+{
+    if (!*s || strlen(s) > 15)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+    }
+    return true;
+}
+
+/* Writes a whole line with one call, so lines never interleave. */
+static void emit(const char *line, size_t len)
+{
+    fwrite(line, 1, len, stderr);
+}
+
+void log_fields(enum log_level level, const char *msg, const char *const *kv, unsigned n)
+{
+    if (!log_enabled(level))
+        return;
+    char stamp[48];
+    timestamp(stamp, sizeof stamp);
+    if (json_lines) {
+        json_t *o = json_object();
+        json_object_set_new(o, "time", json_string(stamp));
+        json_object_set_new(o, "level", json_string(log_level_name(level)));
+        json_object_set_new(o, "msg", json_string(msg));
+        for (unsigned i = 0; i + 1 < n; i += 2) {
+            const char *v = kv[i + 1] ? kv[i + 1] : "";
+            json_object_set_new(o, kv[i],
+                                all_digits(v) ? json_integer(strtoll(v, NULL, 10)) : json_string(v));
+        }
+        char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+        json_decref(o);
+        if (text) {
+            size_t len = strlen(text);
+            text[len] = '\n'; /* json_dumps leaves room for its NUL; the newline takes its place */
+            emit(text, len + 1);
+            free(text);
+        }
+        return;
+    }
+    char line[4096];
+    size_t len = (size_t)snprintf(line, sizeof line, "%s %-5s %s", stamp, log_level_name(level), msg);
+    for (unsigned i = 0; i + 1 < n && len < sizeof line; i += 2) {
+        const char *v = kv[i + 1] ? kv[i + 1] : "";
+        bool quote = !*v || strpbrk(v, " \"=\t") != NULL;
+        len += (size_t)snprintf(line + len, sizeof line - len, quote ? " %s=\"%s\"" : " %s=%s", kv[i], v);
+    }
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    emit(line, len);
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (!log_enabled(level))
         return;
-
-    struct timespec now;
-    struct tm tm;
-    char stamp[32];
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-
-    /* Build the line first and write it with one call, so lines never interleave. */
-    char line[2048];
-    int n =
-        snprintf(line, sizeof line, "%s.%03ldZ %-5s ", stamp, now.tv_nsec / 1000000L, log_level_name(level));
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
-    line[len++] = '\n';
-    fwrite(line, 1, len, stderr);
+    /* Messages are single lines; a newline from a remote peer's text would forge a second event. */
+    for (char *c = msg; *c; c++) {
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    }
+    log_fields(level, msg, NULL, 0);
 }
 
 int log_limiter_allow(struct log_limiter *lim, uint64_t now_ms)

@@ -1,4 +1,8 @@
-/* log.h - one line per event on stderr: time, level, message. Never secrets. */
+/*
+ * log.h - one line per event on stderr: time, level, message and the event's
+ * fields, as text ("time level message key=value") or as one JSON object per
+ * line (LOG_FORMAT=json, keys time, level, msg and the fields). Never secrets.
+ */
 #ifndef QGS_LOG_H
 #define QGS_LOG_H
 
@@ -18,8 +22,18 @@ int log_level_parse(const char *name, enum log_level *out);
 /* Returns the lower-case name of a level. */
 const char *log_level_name(enum log_level level);
 
+/* Selects JSON lines (1) or text lines (0, the default). */
+void log_set_json(int json);
+
 /* Writes one line: "2026-11-26T02:00:00.123Z info  message". */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Writes one event with fields: kv holds n keys and values, alternating. A
+ * value made of digits only is written as a JSON number, anything else as a
+ * string; in text lines values with spaces or quotes are quoted.
+ */
+void log_fields(enum log_level level, const char *msg, const char *const *kv, unsigned n);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

@@ -55,6 +55,9 @@ static void usage(FILE *out)
         "  QBIT_API_KEY      qBittorrent 5.2+ API key instead of user and password (or QBIT_API_KEY_FILE)\n"
         "  RESYNC_INTERVAL   seconds between checks of qBittorrent's port, 0 = never (60)\n"
         "  REBIND_ON_RECONNECT  force a re-bind when forwarding restarts (true)\n"
+        "  QBIT_TRUST_PROXY  make qBittorrent take client addresses from X-Forwarded-For (true)\n"
+        "  LOG_FORMAT        text or json (text)\n"
+        "  ACCESS_LOG        one log line per request (false)\n"
         "\n"
         "  --check-config    validate the configuration, print it and exit (0 ok, 2 invalid)\n"
         "  healthcheck       ask the running daemon's /healthz on LISTEN_PORT; exit 0 if it answers 200, "
@@ -128,6 +131,7 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level(d.cfg.log_level);
+    log_set_json(d.cfg.log_json);
     if (allowlist_count(d.cfg.allowed) == 0)
         log_warn("ALLOWED_IPS is empty: every client except health probes is denied");
 

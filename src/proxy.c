@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "rewrite.h"
 
 #define CLIENT_WRITE_HIGH (256 * 1024)
@@ -46,6 +47,11 @@ struct proxy_exchange {
     bool tunnel;
     bool client_keep_alive, client_http11, keep_alive;
     enum framing framing;
+    /* For the access log and the metrics. */
+    int method, status; /* status 0: the client got no answer from us */
+    uint64_t start_ns, head_ns;
+    size_t bytes; /* sent to the client */
+    char path[256];
 };
 
 static const struct upstream_handler handler;
@@ -100,9 +106,32 @@ static struct proxy_exchange *exchange_new(struct proxy *px)
     return ex;
 }
 
+/* Counts the finished exchange, and logs it when ACCESS_LOG is on. */
+static void account(struct proxy_exchange *ex)
+{
+    metrics_count_request(ex->method, ex->status);
+    if (!ex->px->cfg->access_log)
+        return;
+    char status[8], bytes[24], upstream_ms[24];
+    snprintf(status, sizeof status, "%d", ex->status);
+    snprintf(bytes, sizeof bytes, "%zu", ex->bytes);
+    if (ex->head_ns)
+        snprintf(upstream_ms, sizeof upstream_ms, "%.1f", (double)(ex->head_ns - ex->start_ns) / 1e6);
+    else
+        snprintf(upstream_ms, sizeof upstream_ms, "-");
+    const char *kv[] = {"client",      client_peer(ex->client),
+                        "method",      llhttp_method_name(ex->method),
+                        "path",        ex->path,
+                        "status",      ex->status ? status : "-",
+                        "bytes",       bytes,
+                        "upstream_ms", upstream_ms};
+    log_fields(LOG_INFO, "request", kv, sizeof kv / sizeof kv[0]);
+}
+
 static void exchange_free(struct proxy_exchange *ex)
 {
     struct proxy *px = ex->px;
+    account(ex);
     buf_free(&ex->body);
     if (px->nspare < SPARE_MAX && ex->head.cap <= 8192) {
         ex->next_spare = px->spare;
@@ -121,6 +150,7 @@ static void fail(struct proxy_exchange *ex, int status, const char *body)
         upstream_conn_abort(ex->conn);
         ex->conn = NULL;
     }
+    ex->status = status;
     client_exchange_fail(ex->client, status, body);
     exchange_free(ex);
 }
@@ -155,6 +185,12 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
         return NULL;
     }
     ex->client = client;
+    ex->method = llhttp_get_method((llhttp_t *)parser);
+    ex->start_ns = uv_hrtime();
+    size_t url_len;
+    const char *url = http_head_url(head, &url_len);
+    snprintf(ex->path, sizeof ex->path, "%.*s",
+             (int)(url_len < sizeof ex->path ? url_len : sizeof ex->path - 1), url);
     ex->head_request = llhttp_get_method((llhttp_t *)parser) == HTTP_HEAD;
     ex->upgrade = llhttp_get_upgrade((llhttp_t *)parser);
     ex->client_keep_alive = llhttp_should_keep_alive(parser);
@@ -228,6 +264,7 @@ static void on_connect(void *ctx, int status)
                  uv_strerror(status));
         if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
             log_warn("%s", msg);
+        metrics.upstream_errors[status == UV_ETIMEDOUT ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT]++;
         fail(ex, status == UV_ETIMEDOUT ? 504 : 502, msg);
         return;
     }
@@ -307,6 +344,8 @@ static void on_head(void *ctx, int status, const struct http_head *head, const l
 {
     struct proxy_exchange *ex = ctx;
     struct rewrite_response r = {.status = status};
+    ex->status = status;
+    ex->head_ns = uv_hrtime();
     if (status == 101 && ex->upgrade) {
         ex->tunnel = true;
         r.upgrade = 1;
@@ -357,6 +396,8 @@ static void send_to_client(struct proxy_exchange *ex, const char *data, size_t l
     }
     if (last && ex->framing == FRAMING_CHUNKED)
         bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
+    for (unsigned i = 0; i < n; i++)
+        ex->bytes += bufs[i].len;
     if (n > 0)
         client_writev(ex->client, bufs, n);
 }
@@ -388,6 +429,8 @@ static void on_error(void *ctx, int err, int got_response)
     struct proxy_exchange *ex = ctx;
     bool reused = ex->conn && upstream_conn_reused(ex->conn);
     ex->conn = NULL;
+    if (!ex->tunnel)
+        metrics.upstream_errors[err == UV_ETIMEDOUT ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_BROKEN]++;
     if (ex->tunnel) {
         client_exchange_done(ex->client, 0);
         exchange_free(ex);

@@ -25,6 +25,9 @@ struct qbt {
     enum step op;   /* what the caller asked for */
     enum step step; /* what is on the wire */
     uint16_t set_port;
+    char *set_json;         /* the JSON for setPreferences, owned; NULL for set_port */
+    struct qbt_prefs prefs; /* from the last successful read */
+    char local_addr[64];
     qbt_cb cb;
     void *ctx;
     struct upstream_conn *conn;
@@ -83,20 +86,39 @@ enum qbt_result qbt_login_result(int status, const char *body, size_t len)
     return QBT_BAD_RESPONSE;
 }
 
-int qbt_parse_listen_port(const char *json, size_t len, int *port)
+int qbt_parse_prefs(const char *json, size_t len, struct qbt_prefs *out)
 {
     json_error_t error;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &error);
     int rc = -1;
     if (!root)
         return -1;
+    memset(out, 0, sizeof *out);
     json_t *v = json_is_object(root) ? json_object_get(root, "listen_port") : NULL;
     if (v && json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 65535) {
-        *port = (int)json_integer_value(v);
+        out->listen_port = (int)json_integer_value(v);
         rc = 0;
     }
+    json_t *enabled = json_object_get(root, "web_ui_reverse_proxy_enabled");
+    json_t *list = json_object_get(root, "web_ui_reverse_proxies_list");
+    if (json_is_boolean(enabled) && json_is_string(list) &&
+        json_string_length(list) < sizeof out->proxies_list) {
+        out->has_proxy_settings = 1;
+        out->reverse_proxy_enabled = json_is_true(enabled);
+        snprintf(out->proxies_list, sizeof out->proxies_list, "%s", json_string_value(list));
+    }
+    out->bypass_local_auth = json_is_true(json_object_get(root, "bypass_local_auth"));
     json_decref(root);
     return rc;
+}
+
+int qbt_parse_listen_port(const char *json, size_t len, int *port)
+{
+    struct qbt_prefs prefs;
+    if (qbt_parse_prefs(json, len, &prefs) != 0)
+        return -1;
+    *port = prefs.listen_port;
+    return 0;
 }
 
 int qbt_new(struct upstream *up, const struct config *cfg, struct qbt **out)
@@ -128,6 +150,7 @@ void qbt_free(struct qbt *q)
     qbt_cancel(q);
     buf_free(&q->req);
     buf_free(&q->resp);
+    free(q->set_json);
     explicit_bzero(q->cookie, sizeof q->cookie);
     free(q);
 }
@@ -169,8 +192,14 @@ static int build_request(struct qbt *q)
     } else if (q->step == STEP_SET) {
         method = "POST";
         path = "/api/v2/app/setPreferences";
-        /* json={"listen_port":N}, form-encoded; N is a validated integer, never anything else. */
-        rc = buf_printf(&body, "json=%%7B%%22listen_port%%22%%3A%u%%7D", q->set_port);
+        if (q->set_json) {
+            rc = buf_puts(&body, "json=");
+            if (rc == 0)
+                rc = put_form_value(&body, q->set_json);
+        } else {
+            /* json={"listen_port":N}, form-encoded; N is a validated integer, never anything else. */
+            rc = buf_printf(&body, "json=%%7B%%22listen_port%%22%%3A%u%%7D", q->set_port);
+        }
     }
     buf_reset(&q->req);
     if (rc == 0)
@@ -242,8 +271,37 @@ int qbt_set_port(struct qbt *q, uint16_t port, qbt_cb cb, void *ctx)
 {
     if (port == 0)
         return UV_EINVAL;
+    if (q->busy)
+        return UV_EBUSY;
+    free(q->set_json);
+    q->set_json = NULL;
     q->set_port = port;
     return start(q, STEP_SET, cb, ctx);
+}
+
+int qbt_set_trusted_proxies(struct qbt *q, const char *list, qbt_cb cb, void *ctx)
+{
+    if (q->busy)
+        return UV_EBUSY;
+    json_t *o =
+        json_pack("{s:b, s:s}", "web_ui_reverse_proxy_enabled", 1, "web_ui_reverse_proxies_list", list);
+    free(q->set_json);
+    q->set_json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!q->set_json)
+        return UV_ENOMEM;
+    q->set_port = 0;
+    return start(q, STEP_SET, cb, ctx);
+}
+
+const struct qbt_prefs *qbt_prefs(const struct qbt *q)
+{
+    return &q->prefs;
+}
+
+const char *qbt_local_addr(const struct qbt *q)
+{
+    return q->local_addr;
 }
 
 static void finish(struct qbt *q, enum qbt_result result, int port, const char *detail)
@@ -267,6 +325,8 @@ static void on_connect(void *ctx, int status)
         finish(q, status == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
         return;
     }
+    if (upstream_conn_local_addr(q->conn, q->local_addr, sizeof q->local_addr) != 0)
+        q->local_addr[0] = '\0';
     int rc = build_request(q);
     if (rc == 0)
         rc = upstream_conn_write(q->conn, q->req.data, q->req.len);
@@ -363,15 +423,14 @@ static void on_end(void *ctx)
         return;
     }
     if (q->step == STEP_SET) {
-        finish(q, QBT_OK, q->set_port, NULL);
+        finish(q, QBT_OK, q->set_json ? -1 : q->set_port, NULL);
         return;
     }
-    int port;
-    if (qbt_parse_listen_port(q->resp.data ? q->resp.data : "", q->resp.len, &port) != 0) {
+    if (qbt_parse_prefs(q->resp.data ? q->resp.data : "", q->resp.len, &q->prefs) != 0) {
         finish(q, QBT_BAD_RESPONSE, -1, "qBittorrent's preferences have no valid listen_port");
         return;
     }
-    finish(q, QBT_OK, port, NULL);
+    finish(q, QBT_OK, q->prefs.listen_port, NULL);
 }
 
 static void on_error(void *ctx, int err, int got_response)

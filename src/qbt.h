@@ -40,6 +40,25 @@ int qbt_get_port(struct qbt *q, qbt_cb cb, void *ctx);
 /* Sets listen_port (1..65535 only). Returns 0, UV_EINVAL or UV_EBUSY. */
 int qbt_set_port(struct qbt *q, uint16_t port, qbt_cb cb, void *ctx);
 
+/* The preferences besides listen_port that the sidecar looks at. */
+struct qbt_prefs {
+    int listen_port;
+    int has_proxy_settings;    /* the two reverse-proxy preferences were present */
+    int reverse_proxy_enabled; /* web_ui_reverse_proxy_enabled */
+    char proxies_list[1024];   /* web_ui_reverse_proxies_list */
+    int bypass_local_auth;     /* bypass_local_auth */
+};
+
+/* The preferences from the last successful qbt_get_port. */
+const struct qbt_prefs *qbt_prefs(const struct qbt *q);
+
+/* The sidecar's own address as qBittorrent sees it ("127.0.0.1"), from the last call's connection; "" if
+ * unknown. */
+const char *qbt_local_addr(const struct qbt *q);
+
+/* Makes qBittorrent trust proxy_addr: turns reverse-proxy support on and sets the trusted list to list. */
+int qbt_set_trusted_proxies(struct qbt *q, const char *list, qbt_cb cb, void *ctx);
+
 /* Aborts the call in flight, if any; its callback does not run. */
 void qbt_cancel(struct qbt *q);
 
@@ -58,5 +77,8 @@ enum qbt_result qbt_login_result(int status, const char *body, size_t len);
 
 /* Finds listen_port in a preferences JSON object; returns 0 and the port, or -1. */
 int qbt_parse_listen_port(const char *json, size_t len, int *port);
+
+/* Reads the preferences the sidecar uses from a JSON object; returns 0, or -1 without a valid listen_port. */
+int qbt_parse_prefs(const char *json, size_t len, struct qbt_prefs *out);
 
 #endif

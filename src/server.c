@@ -14,6 +14,7 @@
 #include "client.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "rewrite.h"
 #include "sync.h"
@@ -39,6 +40,7 @@ enum route {
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
     ROUTE_SYNC,
+    ROUTE_METRICS,
     ROUTE_DENIED,
     ROUTE_BAD_TARGET,
     ROUTE_CROSS_ORIGIN,
@@ -300,6 +302,7 @@ static void on_conn_handle_closed(uv_handle_t *handle)
     if (c->next)
         c->next->prev = c->prev;
     srv->nconns--;
+    metrics.client_connections--;
     http_head_free(&c->head);
     buf_free(&c->stash);
     free(c);
@@ -333,21 +336,48 @@ static void conn_close(struct client_conn *c)
 
 /* ---- responses ---- */
 
-static void respond_typed(struct client_conn *c, int status, const char *content_type,
-                          const char *extra_headers, const char *body, bool keep_alive)
+/* One access-log line for a request the sidecar answered itself. */
+static void access_log(struct client_conn *c, int status, size_t bytes)
 {
-    char buf[RESPONSE_MAX];
+    size_t url_len;
+    const char *url = http_head_url(&c->head, &url_len);
+    char path[256], status_text[8], bytes_text[24];
+    snprintf(path, sizeof path, "%.*s", (int)(url_len < sizeof path ? url_len : sizeof path - 1), url);
+    snprintf(status_text, sizeof status_text, "%d", status);
+    snprintf(bytes_text, sizeof bytes_text, "%zu", bytes);
+    const char *kv[] = {
+        "client", c->peer,
+        "method", c->phase == PHASE_HEAD ? "-" : llhttp_method_name(llhttp_get_method(&c->parser)),
+        "path",   path,
+        "status", status_text,
+        "bytes",  bytes_text};
+    log_fields(LOG_INFO, "request", kv, sizeof kv / sizeof kv[0]);
+}
+
+static void respond_body(struct client_conn *c, int status, const char *content_type,
+                         const char *extra_headers, const char *body, size_t body_len, bool keep_alive)
+{
+    char head[RESPONSE_MAX];
     bool head_only = llhttp_get_method(&c->parser) == HTTP_HEAD && c->phase != PHASE_HEAD;
     if (!keep_alive || c->srv->stopping)
         c->close_after_write = true;
-    int n = http_format_response(buf, sizeof buf, status, content_type, extra_headers, body, head_only,
-                                 !c->close_after_write);
+    int n = http_format_head(head, sizeof head, status, content_type, extra_headers, body_len,
+                             !c->close_after_write);
     if (n < 0) {
         conn_close(c);
         return;
     }
-    client_write(c, buf, (size_t)n);
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)body, (unsigned)body_len)};
+    client_writev(c, bufs, head_only ? 1 : 2);
+    if (c->srv->cfg->access_log)
+        access_log(c, status, (size_t)n + (head_only ? 0 : body_len));
     conn_after_write(c);
+}
+
+static void respond_typed(struct client_conn *c, int status, const char *content_type,
+                          const char *extra_headers, const char *body, bool keep_alive)
+{
+    respond_body(c, status, content_type, extra_headers, body, strlen(body), keep_alive);
 }
 
 static void respond(struct client_conn *c, int status, const char *extra_headers, const char *body,
@@ -466,6 +496,7 @@ static enum route route_request(struct client_conn *c)
         if (log_limiter_allow(&srv->deny_limit, uv_now(srv->loop)))
             log_warn("denied %s: %s %.*s (not in ALLOWED_IPS)", c->peer, llhttp_method_name(method),
                      (int)(url_len > 200 ? 200 : url_len), url);
+        metrics.denied_requests++;
         return ROUTE_DENIED;
     }
     /* Only origin-form targets ("/path"): no absolute URLs, no CONNECT, no "*". */
@@ -473,6 +504,8 @@ static enum route route_request(struct client_conn *c)
         return ROUTE_BAD_TARGET;
     if (url_path_is(url, url_len, "/sync") && srv->sync)
         return ROUTE_SYNC;
+    if (url_path_is(url, url_len, "/metrics"))
+        return ROUTE_METRICS;
     if (rewrite_check_origin(&c->head, why, sizeof why) != 0) {
         if (log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop)))
             log_warn("client %s: %s", c->peer, why);
@@ -494,12 +527,27 @@ static void respond_local(struct client_conn *c)
             respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
         break;
     case ROUTE_READYZ: {
-        char text[600];
+        char text[1200];
         if (method != HTTP_GET && method != HTTP_HEAD) {
             respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
             break;
         }
         respond(c, sync_readiness(c->srv->sync, text, sizeof text), NULL, text, keep_alive);
+        break;
+    }
+    case ROUTE_METRICS: {
+        if (method != HTTP_GET && method != HTTP_HEAD) {
+            respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
+            break;
+        }
+        struct buf text;
+        buf_init(&text, 256 * 1024);
+        if (metrics_render(&text) != 0)
+            respond(c, 500, NULL, "cannot render the metrics\n", keep_alive);
+        else
+            respond_body(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text.data, text.len,
+                         keep_alive);
+        buf_free(&text);
         break;
     }
     case ROUTE_SYNC: {
@@ -840,6 +888,7 @@ static void on_connection(uv_stream_t *listener, int status)
         srv->conns->prev = c;
     srv->conns = c;
     srv->nconns++;
+    metrics.client_connections++;
     http_head_init(&c->head, srv->cfg->max_header_size);
     buf_init(&c->stash, 2 * READ_BUF_SIZE);
     llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);

@@ -7,16 +7,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "allowlist.h"
 #include "log.h"
+#include "metrics.h"
 #include "watcher.h"
 
 #define AUTH_BACKOFF_MS (5 * 60 * 1000)
 #define BAN_BACKOFF_MS (15 * 60 * 1000)
 #define SYNC_MIN_INTERVAL_MS 1000
 
-enum step { STEP_READ, STEP_SET_TEMP, STEP_SET, STEP_VERIFY };
+enum step { STEP_READ, STEP_TRUST, STEP_SET_TEMP, STEP_SET, STEP_VERIFY };
 
 struct sync {
     uv_loop_t *loop;
@@ -40,6 +43,8 @@ struct sync {
     char detail[512];       /* its failure, if any */
     bool ran;               /* at least one run finished */
     uint16_t confirmed;     /* the desired port qBittorrent confirmed, 0 if none */
+    bool trust_tried;       /* we asked qBittorrent to trust us once; it did not stick */
+    bool bypass_exposed;    /* localhost bypass on, not trusted, non-loopback clients allowed */
 
     /* The run in progress. */
     bool running, again, stopped;
@@ -157,9 +162,12 @@ static void finish(struct sync *s, enum qbt_result result, const char *detail)
             log_info("qBittorrent answers again");
         s->failures = 0;
         delay = s->cfg->resync_interval_ms;
+        metrics.sync_successes++;
+        metrics.last_success_time = (double)time(NULL);
     } else {
         s->failures++;
         s->confirmed = 0;
+        metrics.sync_failures[result]++;
         if (result == QBT_AUTH_FAILED || result == QBT_BANNED) {
             /* Never retry a refused login fast enough to earn (or extend) a ban. */
             delay = result == QBT_BANNED ? BAN_BACKOFF_MS : AUTH_BACKOFF_MS;
@@ -171,6 +179,7 @@ static void finish(struct sync *s, enum qbt_result result, const char *detail)
         if (changed || s->failures % 8 == 1)
             log_error("port sync failed: %s; retrying in %u s", s->detail, (delay + 500) / 1000);
     }
+    metrics.applied_port = s->confirmed;
     /* Blocked by a login backoff, no run follows soon: everyone waiting gets this outcome. */
     notify_waiters(s, s->blocked ? ULONG_MAX : finished);
     if (s->stopped)
@@ -194,6 +203,73 @@ static void call(struct sync *s, enum step step, uint16_t port)
         finish(s, QBT_UNREACHABLE, uv_strerror(rc));
 }
 
+/* Returns true when addr is in qBittorrent's trusted-proxy list ("127.0.0.1;10.0.0.0/8"). */
+static bool proxy_list_covers(const char *list, const char *addr)
+{
+    char text[1024], err[256];
+    snprintf(text, sizeof text, "%s", list);
+    for (char *c = text; *c; c++) {
+        if (*c == ';')
+            *c = ',';
+    }
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(addr, 0, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(addr, 0, (struct sockaddr_in6 *)&ss) != 0)
+        return false;
+    struct allowlist *trusted;
+    if (allowlist_parse(text, &trusted, err, sizeof err) != 0)
+        return strstr(list, addr) != NULL; /* an entry we cannot parse: fall back to the literal */
+    bool covered = allowlist_match(trusted, (struct sockaddr *)&ss);
+    allowlist_free(trusted);
+    return covered;
+}
+
+/*
+ * Every proxied request reaches qBittorrent from our address. Unless it takes
+ * the client's address from our X-Forwarded-For, its localhost bypass lets any
+ * allowed client in without a password, and five wrong logins ban us all.
+ * Returns true when a call to fix that was started.
+ */
+static bool check_trust(struct sync *s)
+{
+    const struct qbt_prefs *prefs = qbt_prefs(s->qbt);
+    const char *addr = qbt_local_addr(s->qbt);
+    bool trusted = prefs->has_proxy_settings && prefs->reverse_proxy_enabled && addr[0] &&
+                   proxy_list_covers(prefs->proxies_list, addr);
+    if (s->cfg->trust_proxy && !trusted && prefs->has_proxy_settings && addr[0] && !s->trust_tried) {
+        char list[1100];
+        const char *old = prefs->proxies_list;
+        snprintf(list, sizeof list, "%s%s%s", old, old[0] ? ";" : "", addr);
+        s->trust_tried = true;
+        log_info(
+            "QBIT_TRUST_PROXY: turning on qBittorrent's reverse-proxy support and adding %s to its trusted "
+            "proxies (now \"%s\"), so it sees each client's own address",
+            addr, list);
+        s->step = STEP_TRUST;
+        int rc = qbt_set_trusted_proxies(s->qbt, list, on_qbt, s);
+        if (rc != 0)
+            finish(s, QBT_UNREACHABLE, uv_strerror(rc));
+        return true;
+    }
+    if (s->cfg->trust_proxy && !trusted && s->trust_tried && prefs->has_proxy_settings)
+        log_warn("qBittorrent did not keep the reverse-proxy settings the sidecar set (QBIT_TRUST_PROXY); "
+                 "it still sees every client as %s",
+                 addr);
+    if (trusted)
+        s->trust_tried = false;
+    s->bypass_exposed = !trusted && prefs->bypass_local_auth && !allowlist_only_loopback(s->cfg->allowed);
+    metrics.localhost_bypass_exposed = s->bypass_exposed;
+    if (s->bypass_exposed)
+        log_warn(
+            "SECURITY: qBittorrent's \"Bypass authentication for clients on localhost\" is on and it does "
+            "not "
+            "trust this sidecar's X-Forwarded-For: every client in ALLOWED_IPS=\"%s\" reaches it from %s and "
+            "gets the WebUI without a password. Set QBIT_TRUST_PROXY=true, or turn the bypass off in "
+            "qBittorrent, or limit ALLOWED_IPS to loopback",
+            s->cfg->allowed_ips_text, addr[0] ? addr : "localhost");
+    return false;
+}
+
 /* A port for the brief detour of a forced re-bind: any valid port other than the target. */
 static uint16_t temp_port(uint16_t target)
 {
@@ -212,6 +288,11 @@ static void on_qbt(void *ctx, enum qbt_result result, int port, const char *deta
     switch (s->step) {
     case STEP_READ:
         s->qbt_port = port;
+        if (check_trust(s))
+            return;
+        /* fall through */
+    case STEP_TRUST:
+        port = s->qbt_port;
         if (!s->have_port) {
             s->confirmed = 0;
             finish(s, QBT_OK, NULL);
@@ -251,6 +332,7 @@ static void on_qbt(void *ctx, enum qbt_result result, int port, const char *deta
         s->confirmed = s->target;
         log_info("qBittorrent now listens on port %u (%llu ms after the file changed)", s->target,
                  (unsigned long long)(uv_now(s->loop) - s->changed_at));
+        metrics_observe_latency((double)(uv_now(s->loop) - s->changed_at) / 1000.0);
         finish(s, QBT_OK, NULL);
         return;
     }
@@ -271,6 +353,7 @@ static void run(struct sync *s)
     uv_timer_stop(&s->next);
     s->running = true;
     s->runs++;
+    metrics.sync_attempts++;
     call(s, STEP_READ, 0);
 }
 
@@ -297,6 +380,7 @@ static void on_file(void *ctx, enum watcher_state state, uint16_t port, const ch
             log_info("forwarded port is %u%s", port, s->have_port && port != s->desired ? " (changed)" : "");
         s->have_port = true;
         s->desired = port;
+        metrics.desired_port = port;
         s->changed_at = now;
         run(s);
         return;
@@ -311,6 +395,8 @@ static void on_file(void *ctx, enum watcher_state state, uint16_t port, const ch
         if (s->have_port) {
             s->have_port = false;
             s->confirmed = 0;
+            metrics.desired_port = 0;
+            metrics.applied_port = 0;
         }
         return;
     case WATCH_INVALID:
@@ -410,7 +496,8 @@ void sync_waiter_cancel(struct sync *s, struct sync_waiter *w)
     w->prev = w->next = NULL;
 }
 
-int sync_readiness(const struct sync *s, char *text, size_t len)
+/* Readiness without the security warning; returns the status. */
+static int readiness(const struct sync *s, char *text, size_t len)
 {
     if (!s->ran) {
         snprintf(text, len, "not ready: no answer from qBittorrent yet\n");
@@ -433,4 +520,16 @@ int sync_readiness(const struct sync *s, char *text, size_t len)
     snprintf(text, len, "not ready: forwarded port %u not applied yet (qBittorrent reports %d)\n", s->desired,
              s->qbt_port);
     return 503;
+}
+
+int sync_readiness(const struct sync *s, char *text, size_t len)
+{
+    int status = readiness(s, text, len);
+    size_t used = strlen(text);
+    if (s->bypass_exposed && used < len)
+        snprintf(text + used, len - used,
+                 "warning: qBittorrent's localhost bypass is on and it does not trust this sidecar's "
+                 "X-Forwarded-For: clients in ALLOWED_IPS get the WebUI without a password "
+                 "(set QBIT_TRUST_PROXY=true)\n");
+    return status;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define MAX_ADDRS 8
 #define READ_BUF_SIZE 65536
@@ -159,8 +160,11 @@ static void conn_destroy(struct upstream_conn *c, bool reset)
     if (c->state == UC_IDLE) {
         list_remove(&c->up->idle, c);
         c->up->nidle--;
-    } else if (c->state == UC_RESOLVING) {
-        list_remove(&c->up->waiting, c);
+        metrics.upstream_connections_idle--;
+    } else {
+        metrics.upstream_connections_active--;
+        if (c->state == UC_RESOLVING)
+            list_remove(&c->up->waiting, c);
     }
     c->state = UC_CLOSING;
     c->h = NULL;
@@ -590,6 +594,8 @@ struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const st
         c = up->idle;
         list_remove(&up->idle, c);
         up->nidle--;
+        metrics.upstream_connections_idle--;
+        metrics.upstream_connections_active++;
         c->state = UC_ACTIVE;
         c->h = h;
         c->ctx = ctx;
@@ -602,6 +608,7 @@ struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const st
     c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    metrics.upstream_connections_active++;
     c->up = up;
     c->h = h;
     c->ctx = ctx;
@@ -637,6 +644,8 @@ void upstream_conn_release(struct upstream_conn *c, int reusable)
     c->state = UC_IDLE;
     list_push(&up->idle, c);
     up->nidle++;
+    metrics.upstream_connections_active--;
+    metrics.upstream_connections_idle++;
     if (c->paused) {
         c->paused = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

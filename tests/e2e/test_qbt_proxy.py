@@ -64,7 +64,8 @@ def stack(request, qbt, sidecar):
     """qBittorrent (default security, login required from localhost) and the sidecar in front.
 
     Parametrized over qBittorrent's reverse-proxy support: off (its default) and on with
-    127.0.0.1 (the sidecar) as trusted proxy.
+    127.0.0.1 (the sidecar) as trusted proxy. With it off the sidecar must leave it off
+    (QBIT_TRUST_PROXY=false), else its own default would turn it on.
     """
     q = qbt(local_host_auth=True, reverse_proxy=request.param, trusted_proxies="127.0.0.1")
     prefs = q.preferences()
@@ -72,7 +73,7 @@ def stack(request, qbt, sidecar):
     assert prefs["web_ui_csrf_protection_enabled"] is True
     assert prefs["bypass_local_auth"] is False
     assert prefs["web_ui_reverse_proxy_enabled"] is request.param
-    sc = sidecar(q)
+    sc = sidecar(q, QBIT_TRUST_PROXY=str(request.param).lower())
     assert sc.port != q.webui_port
     return q, sc
 
