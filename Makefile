@@ -24,7 +24,10 @@ $(error VARIANT must be release or asan)
 endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
-CPPFLAGS := -D_GNU_SOURCE -DQGS_VERSION='"$(VERSION)"' -Isrc -I$(LLHTTP_INC)
+# llhttp's strict mode refuses bare LF line ends, bad tokens and the like that a
+# front door must not let through (request smuggling); both sides of the
+# header must agree on it.
+CPPFLAGS := -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -DQGS_VERSION='"$(VERSION)"' -Isrc -I$(LLHTTP_INC)
 CFLAGS   := -std=gnu11 $(OPT) $(WARN)
 # libuv and jansson are linked statically so the binary needs nothing but glibc.
 LDLIBS   := -Wl,--as-needed -Wl,-Bstatic -luv_a -ljansson -Wl,-Bdynamic -lpthread -ldl -lrt
@@ -67,7 +70,7 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/llhttp
 	@echo "  CC    $@ (Debian's llhttp, warnings off)"
-	$(Q)$(CC) -I$(LLHTTP_INC) -std=gnu11 $(OPT) -w -c -o $@ $<
+	$(Q)$(CC) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -std=gnu11 $(OPT) -w -c -o $@ $<
 
 $(BUILD)/libllhttp.a: $(LLHTTP_OBJS)
 	$(Q)$(AR) rcs $@ $^

@@ -20,6 +20,9 @@ void client_write(struct client_conn *c, const char *data, size_t len);
 /* Returns the bytes queued to the client and not yet written. */
 size_t client_queued(const struct client_conn *c);
 
+/* Returns 1 when this connection will close after the current response (e.g. the server is stopping). */
+int client_closing(const struct client_conn *c);
+
 /* The client's address, for logs and X-Forwarded-For. */
 const char *client_peer(const struct client_conn *c);
 

@@ -100,6 +100,112 @@ const char *http_head_find(const struct http_head *h, const char *name, size_t *
     return NULL;
 }
 
+enum {
+    CC_SIZE,       /* hex digits of a chunk size */
+    CC_EXT,        /* a chunk extension, up to CR */
+    CC_SIZE_LF,    /* LF after the size line's CR */
+    CC_DATA,       /* chunk data */
+    CC_DATA_CR,    /* CR after the data */
+    CC_DATA_LF,    /* LF after the data */
+    CC_LINE_START, /* start of a trailer line, or the final empty line */
+    CC_TRAILER,    /* inside a trailer line, up to CR */
+    CC_TRAILER_LF, /* LF after a trailer line's CR */
+    CC_END_LF,     /* LF of the final empty line */
+};
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int chunk_check_feed(struct chunk_check *cc, const char *data, size_t len, size_t *used)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = data[i];
+        switch (cc->state) {
+        case CC_SIZE: {
+            int v = hex_value(ch);
+            if (v >= 0 && cc->digits < 16) {
+                cc->remaining = cc->remaining * 16 + (uint64_t)v;
+                /* Leading zeros do not count towards the 16 digits a 64-bit size can have. */
+                if (cc->remaining > 0)
+                    cc->digits++;
+                cc->seen = 1;
+            } else if (cc->seen && (ch == ';' || ch == ' ' || ch == '\t')) {
+                cc->state = CC_EXT;
+            } else if (cc->seen && ch == '\r') {
+                cc->state = CC_SIZE_LF;
+            } else {
+                return -1;
+            }
+            break;
+        }
+        case CC_EXT:
+            if (ch == '\r')
+                cc->state = CC_SIZE_LF;
+            else if (ch == '\n')
+                return -1;
+            break;
+        case CC_SIZE_LF:
+            if (ch != '\n')
+                return -1;
+            cc->digits = 0;
+            cc->seen = 0;
+            cc->state = cc->remaining ? CC_DATA : CC_LINE_START;
+            break;
+        case CC_DATA: {
+            size_t take = len - i < cc->remaining ? len - i : (size_t)cc->remaining;
+            cc->remaining -= take;
+            i += take - 1;
+            if (cc->remaining == 0)
+                cc->state = CC_DATA_CR;
+            break;
+        }
+        case CC_DATA_CR:
+            if (ch != '\r')
+                return -1;
+            cc->state = CC_DATA_LF;
+            break;
+        case CC_DATA_LF:
+            if (ch != '\n')
+                return -1;
+            cc->state = CC_SIZE;
+            break;
+        case CC_LINE_START:
+            if (ch == '\r')
+                cc->state = CC_END_LF;
+            else if (ch == '\n')
+                return -1;
+            else
+                cc->state = CC_TRAILER;
+            break;
+        case CC_TRAILER:
+            if (ch == '\r')
+                cc->state = CC_TRAILER_LF;
+            else if (ch == '\n')
+                return -1;
+            break;
+        case CC_TRAILER_LF:
+            if (ch != '\n')
+                return -1;
+            cc->state = CC_LINE_START;
+            break;
+        case CC_END_LF:
+            if (ch != '\n')
+                return -1;
+            *used = i + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 const char *http_status_reason(int status)
 {
     switch (status) {

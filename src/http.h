@@ -69,6 +69,24 @@ int http_header_is(const struct http_head *h, unsigned i, const char *name);
 /* Returns the first value of the named header (case-insensitive) and its length, or NULL. */
 const char *http_head_find(const struct http_head *h, const char *name, size_t *len);
 
+/*
+ * A strict check of chunked framing run beside llhttp, which (in Debian's 8.1)
+ * takes a bare LF for a line end: every line of the framing must end in CRLF,
+ * sizes are at most 16 hex digits, trailers are lines like any other.
+ */
+struct chunk_check {
+    uint8_t state;
+    uint8_t digits;     /* significant hex digits of the size so far */
+    uint8_t seen;       /* any digit of the size so far */
+    uint64_t remaining; /* data bytes left in the current chunk */
+};
+
+/*
+ * Feeds body bytes. Returns 0 while more is expected, 1 when the chunked body
+ * ended (*used is how many of these bytes belong to it), -1 when malformed.
+ */
+int chunk_check_feed(struct chunk_check *cc, const char *data, size_t len, size_t *used);
+
 /* Returns the standard reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *http_status_reason(int status);
 

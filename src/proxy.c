@@ -274,6 +274,13 @@ static void on_connect(void *ctx, int status)
         client_continue(ex->client);
 }
 
+void proxy_chunk(struct proxy_exchange *ex, uint64_t size)
+{
+    /* Refuse at once what cannot fit, rather than after receiving it. */
+    if (ex->collect && size > ex->body.limit - ex->body.len)
+        fail(ex, 413, "chunked request body larger than MAX_BUFFERED_BODY");
+}
+
 void proxy_body(struct proxy_exchange *ex, const char *data, size_t len)
 {
     if (ex->collect) {
@@ -360,7 +367,8 @@ static void on_head(void *ctx, int status, const struct http_head *head, const l
         r.framing = ex->client_http11 ? FRAMING_CHUNKED : FRAMING_CLOSE;
     }
     /* An upgrade that was refused leaves the request parser unusable: close after it. */
-    ex->keep_alive = ex->client_keep_alive && r.framing != FRAMING_CLOSE && !ex->upgrade && ex->req_complete;
+    ex->keep_alive = ex->client_keep_alive && r.framing != FRAMING_CLOSE && !ex->upgrade &&
+                     ex->req_complete && !client_closing(ex->client);
     r.keep_alive = ex->keep_alive;
     ex->framing = r.framing;
 

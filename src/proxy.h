@@ -36,6 +36,9 @@ void proxy_free(struct proxy *px);
 struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client, const llhttp_t *parser,
                                    const struct http_head *head, bool *wait);
 
+/* A chunk of the announced size begins in a chunked request body. */
+void proxy_chunk(struct proxy_exchange *ex, uint64_t size);
+
 /* A piece of the request body (de-chunked). */
 void proxy_body(struct proxy_exchange *ex, const char *data, size_t len);
 

@@ -161,9 +161,12 @@ int rewrite_request_head(struct buf *out, const struct http_head *req, const str
             rc = buf_printf(out, "Upgrade: %.*s\r\n", (int)hd->value_len, value);
             continue;
         }
-        if (hop_by_hop(name, nlen) || named_by_connection(req, name, nlen) || name_is(name, nlen, "host") ||
-            name_is(name, nlen, "expect") || name_is(name, nlen, "forwarded") ||
-            name_is(name, nlen, "x-real-ip") || (nlen >= 12 && strncasecmp(name, "x-forwarded-", 12) == 0))
+        /* Names with '_' are dropped, as nginx does: some servers read Transfer_Encoding as
+         * Transfer-Encoding. */
+        if (memchr(name, '_', nlen) || hop_by_hop(name, nlen) || named_by_connection(req, name, nlen) ||
+            name_is(name, nlen, "host") || name_is(name, nlen, "expect") ||
+            name_is(name, nlen, "forwarded") || name_is(name, nlen, "x-real-ip") ||
+            (nlen >= 12 && strncasecmp(name, "x-forwarded-", 12) == 0))
             continue;
         if (name_is(name, nlen, "origin"))
             rc = buf_printf(out, "Origin: %s\r\n", r->upstream->origin);

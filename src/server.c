@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <llhttp.h>
 #include <stdbool.h>
@@ -65,7 +66,11 @@ struct client_conn {
     unsigned writes_pending;
     int head_error; /* status chosen by a parser callback (431), else 0 */
     const char *head_error_reason;
-    bool value_started;      /* a header value is being delivered in pieces */
+    bool value_started;                         /* a header value is being delivered in pieces */
+    bool scan_done, scan_started, scan_prev_cr; /* head_scan's state for the current head */
+    size_t scan_bytes, scan_line_len;
+    bool checking_chunks; /* a chunked body is being checked */
+    struct chunk_check chunks;
     bool value_piece_at_end; /* its last piece ended where the read did */
     const char *feed_end;    /* the end of the bytes llhttp is parsing now */
     bool closing;            /* uv_close called; freed in the last close callback */
@@ -111,6 +116,7 @@ static void on_conn_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 static void conn_feed(struct client_conn *c, const char *data, size_t len);
+static void head_scan_reset(struct client_conn *c);
 
 static size_t queued(const struct client_conn *c)
 {
@@ -247,6 +253,11 @@ void client_write(struct client_conn *c, const char *data, size_t len)
 size_t client_queued(const struct client_conn *c)
 {
     return queued(c);
+}
+
+int client_closing(const struct client_conn *c)
+{
+    return c->close_after_write || c->srv->stopping;
 }
 
 const char *client_peer(const struct client_conn *c)
@@ -652,18 +663,58 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return head_add_result(c, http_head_add_value(&c->head, at, len));
 }
 
+/* Returns true when a Host value is a plausible uri-host[:port] (no spaces, controls or paths). */
+static bool host_value_ok(const char *v, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!isalnum(ch) && !strchr("-._~%!$&'()*+,;=:[]", ch))
+            return false;
+    }
+    return true;
+}
+
 /* Returns a reason when the head is ambiguous in a way llhttp lets through, else NULL. */
 static const char *head_ambiguity(const struct client_conn *c, const llhttp_t *p)
 {
-    /* A transfer coding other than chunked leaves the body's end unknown (RFC 9112, 6.3). */
-    if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
+    if (p->http_major != 1)
+        return "unsupported HTTP version";
+    unsigned hosts = 0, codings = 0;
+    for (unsigned i = 0; i < c->head.count; i++) {
+        const struct http_header *hd = &c->head.headers[i];
+        if (hd->name_len == 0)
+            return "empty header name";
+        if (http_header_is(&c->head, i, "host")) {
+            if (!host_value_ok(http_header_value(&c->head, i), hd->value_len))
+                return "invalid Host header";
+            hosts++;
+        }
+        if (http_header_is(&c->head, i, "transfer-encoding")) {
+            /* Only "chunked": we would pass any other coding on undecoded (RFC 9112, 6.3). */
+            const char *v = http_header_value(&c->head, i), *end = v + hd->value_len;
+            while (v < end) {
+                while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                    v++;
+                const char *tok = v;
+                while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                    v++;
+                if (v == tok)
+                    continue;
+                if (v - tok != 7 || strncasecmp(tok, "chunked", 7) != 0)
+                    return "unsupported Transfer-Encoding";
+                codings++;
+            }
+        }
+    }
+    if (codings > 1 || ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)))
         return "unsupported Transfer-Encoding";
-    unsigned hosts = 0;
-    for (unsigned i = 0; i < c->head.count; i++)
-        hosts += http_header_is(&c->head, i, "host");
+    if (codings && p->http_minor == 0)
+        return "Transfer-Encoding in an HTTP/1.0 request";
     if (hosts > 1)
         return "more than one Host header";
-    if (hosts == 0 && p->http_major == 1 && p->http_minor >= 1)
+    if (hosts == 0 && p->http_minor >= 1)
         return "missing Host header";
     return NULL;
 }
@@ -682,6 +733,15 @@ static int on_headers_complete(llhttp_t *p)
     if (ambiguity) {
         conn_fail(c, 400, ambiguity);
         return HPE_PAUSED;
+    }
+    /* Far beyond any upload; a length near 2^64 only makes arithmetic elsewhere fragile. */
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (UINT64_C(1) << 50)) {
+        conn_fail(c, 413, "Content-Length too large");
+        return HPE_PAUSED;
+    }
+    if (p->flags & F_CHUNKED) {
+        memset(&c->chunks, 0, sizeof c->chunks);
+        c->checking_chunks = true;
     }
     c->route = route_request(c);
     /* A refusal need not wait for a body the client may not even send (Expect: 100-continue). */
@@ -702,6 +762,14 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
+static int on_chunk_header(llhttp_t *p)
+{
+    struct client_conn *c = p->data;
+    if (c->ex)
+        proxy_chunk(c->ex, p->content_length);
+    return c->close_after_write || c->closing ? HPE_USER : 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct client_conn *c = p->data;
@@ -713,6 +781,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 static int on_message_complete(llhttp_t *p)
 {
     struct client_conn *c = p->data;
+    head_scan_reset(c);
+    c->checking_chunks = false;
     if (c->ex) {
         c->phase = PHASE_WAIT;
         uv_timer_stop(&c->timer); /* qBittorrent's answer is bounded by the upstream timeouts */
@@ -761,6 +831,45 @@ static void stash(struct client_conn *c, const char *data, size_t len)
 }
 
 /* Parses received bytes; answers each complete request in order. */
+/*
+ * Checks the raw bytes of a request head before llhttp sees them, for what
+ * Debian's llhttp 8.1 lets through: a bare LF as a line end, and a head made
+ * large by whitespace it skips. Returns 0 and in *head_len how many bytes
+ * belong to the head (all of them while it goes on), or an HTTP status.
+ */
+static int head_scan(struct client_conn *c, const char *data, size_t len, size_t *head_len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = data[i];
+        if (++c->scan_bytes > c->srv->cfg->max_header_size)
+            return 431;
+        if (ch == '\n') {
+            if (!c->scan_prev_cr)
+                return 400;
+            /* An empty line ends the head, once a request line was seen (empty lines before it are allowed).
+             */
+            if (c->scan_line_len == 0 && c->scan_started) {
+                c->scan_done = true;
+                *head_len = i + 1;
+                return 0;
+            }
+            c->scan_line_len = 0;
+        } else if (ch != '\r') {
+            c->scan_line_len++;
+            c->scan_started = true;
+        }
+        c->scan_prev_cr = ch == '\r';
+    }
+    *head_len = len;
+    return 0;
+}
+
+static void head_scan_reset(struct client_conn *c)
+{
+    c->scan_done = c->scan_started = c->scan_prev_cr = false;
+    c->scan_bytes = c->scan_line_len = 0;
+}
+
 static void conn_feed(struct client_conn *c, const char *data, size_t len)
 {
     c->in_feed = true;
@@ -772,10 +881,32 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
                 proxy_tunnel(c->ex, data, len);
             break;
         }
-        c->feed_end = data + len;
-        enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
-        if (err == HPE_OK)
-            break;
+        /* The head goes to llhttp alone, so its end is where on_headers_complete can look at the body. */
+        size_t n = len;
+        if (!c->scan_done) {
+            int status = head_scan(c, data, len, &n);
+            if (status) {
+                conn_fail(c, status,
+                          status == 431 ? "request head too large" : "bare LF as a line end in the head");
+                break;
+            }
+        } else if (c->checking_chunks) {
+            size_t used = 0;
+            int rc = chunk_check_feed(&c->chunks, data, len, &used);
+            if (rc < 0) {
+                conn_fail(c, 400, "malformed chunked framing");
+                break;
+            }
+            if (rc == 1)
+                c->checking_chunks = false;
+        }
+        c->feed_end = data + n;
+        enum llhttp_errno err = llhttp_execute(&c->parser, data, n);
+        if (err == HPE_OK) {
+            data += n;
+            len -= n;
+            continue;
+        }
         if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
             const char *pos = llhttp_get_error_pos(&c->parser);
             len -= (size_t)(pos - data);
@@ -907,7 +1038,9 @@ static void on_connection(uv_stream_t *listener, int status)
         conn_fail(c, 503, "too many connections; try again later");
         return;
     }
-    arm_timer(c, srv->cfg->idle_timeout_ms);
+    /* A new connection owes its first request head within HEADER_TIMEOUT (as nginx's
+     * client_header_timeout); between requests it may idle for IDLE_TIMEOUT. */
+    arm_timer(c, srv->cfg->header_timeout_ms);
     update_reading(c);
 }
 
@@ -971,6 +1104,7 @@ int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy,
     srv->settings.on_header_value_complete = on_header_value_complete;
     srv->settings.on_headers_complete = on_headers_complete;
     srv->settings.on_body = on_body;
+    srv->settings.on_chunk_header = on_chunk_header;
     srv->settings.on_message_complete = on_message_complete;
     uv_timer_init(loop, &srv->deadline);
     srv->deadline.data = srv;
