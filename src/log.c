@@ -56,6 +56,49 @@ static void timestamp(char *out, size_t len)
     snprintf(out, len, "%s.%03dZ", stamp, (int)(now.tv_nsec / 1000000L) % 1000);
 }
 
+/* A JSON string for s; bytes that are not valid UTF-8 become "\\xNN" so nothing is dropped. */
+static json_t *json_text(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v)
+        return v;
+    char safe[4096];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 5 < sizeof safe; p++) {
+        if (*p < 0x80)
+            safe[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(safe + o, sizeof safe - o, "\\x%02x", *p);
+    }
+    safe[o] = '\0';
+    return json_string(safe);
+}
+
+/* Appends value to a text line: bare when plain, else quoted with \\, \" and control bytes escaped. */
+static size_t put_text_value(char *line, size_t len, size_t cap, const char *v)
+{
+    bool plain = *v != '\0';
+    for (const unsigned char *p = (const unsigned char *)v; *p && plain; p++)
+        plain = *p > ' ' && *p != '"' && *p != '=' && *p != '\\' && *p != 0x7f;
+    if (plain)
+        return len + (size_t)snprintf(line + len, len < cap ? cap - len : 0, "%s", v);
+    if (len < cap)
+        line[len++] = '"';
+    for (const unsigned char *p = (const unsigned char *)v; *p && len + 5 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            line[len++] = '\\';
+            line[len++] = (char)*p;
+        } else if (*p < ' ' || *p == 0x7f) {
+            len += (size_t)snprintf(line + len, cap - len, "\\x%02x", *p);
+        } else {
+            line[len++] = (char)*p;
+        }
+    }
+    if (len < cap)
+        line[len++] = '"';
+    return len;
+}
+
 static bool all_digits(const char *s)
 {
     if (!*s || strlen(s) > 15)
@@ -83,11 +126,10 @@ void log_fields(enum log_level level, const char *msg, const char *const *kv, un
         json_t *o = json_object();
         json_object_set_new(o, "time", json_string(stamp));
         json_object_set_new(o, "level", json_string(log_level_name(level)));
-        json_object_set_new(o, "msg", json_string(msg));
+        json_object_set_new(o, "msg", json_text(msg));
         for (unsigned i = 0; i + 1 < n; i += 2) {
             const char *v = kv[i + 1] ? kv[i + 1] : "";
-            json_object_set_new(o, kv[i],
-                                all_digits(v) ? json_integer(strtoll(v, NULL, 10)) : json_string(v));
+            json_object_set_new(o, kv[i], all_digits(v) ? json_integer(strtoll(v, NULL, 10)) : json_text(v));
         }
         char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
         json_decref(o);
@@ -102,9 +144,8 @@ void log_fields(enum log_level level, const char *msg, const char *const *kv, un
     char line[4096];
     size_t len = (size_t)snprintf(line, sizeof line, "%s %-5s %s", stamp, log_level_name(level), msg);
     for (unsigned i = 0; i + 1 < n && len < sizeof line; i += 2) {
-        const char *v = kv[i + 1] ? kv[i + 1] : "";
-        bool quote = !*v || strpbrk(v, " \"=\t") != NULL;
-        len += (size_t)snprintf(line + len, sizeof line - len, quote ? " %s=\"%s\"" : " %s=%s", kv[i], v);
+        len += (size_t)snprintf(line + len, sizeof line - len, " %s=", kv[i]);
+        len = put_text_value(line, len, sizeof line, kv[i + 1] ? kv[i + 1] : "");
     }
     if (len > sizeof line - 2)
         len = sizeof line - 2;

@@ -48,7 +48,8 @@ struct proxy_exchange {
     bool client_keep_alive, client_http11, keep_alive;
     enum framing framing;
     /* For the access log and the metrics. */
-    int method, status; /* status 0: the client got no answer from us */
+    int method, status;    /* status 0: the client got no answer from us */
+    bool answered_locally; /* the client got the sidecar's own error answer */
     uint64_t start_ns, head_ns;
     size_t bytes; /* sent to the client */
     char path[256];
@@ -110,7 +111,8 @@ static struct proxy_exchange *exchange_new(struct proxy *px)
 static void account(struct proxy_exchange *ex)
 {
     metrics_count_request(ex->method, ex->status);
-    if (!ex->px->cfg->access_log)
+    /* An answer of the sidecar's own (fail) was logged by the server, which wrote it. */
+    if (!ex->px->cfg->access_log || ex->answered_locally)
         return;
     char status[8], bytes[24], upstream_ms[24];
     snprintf(status, sizeof status, "%d", ex->status);
@@ -151,6 +153,7 @@ static void fail(struct proxy_exchange *ex, int status, const char *body)
         ex->conn = NULL;
     }
     ex->status = status;
+    ex->answered_locally = true;
     client_exchange_fail(ex->client, status, body);
     exchange_free(ex);
 }

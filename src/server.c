@@ -400,8 +400,12 @@ static void respond(struct client_conn *c, int status, const char *extra_headers
 /* Answers a request that cannot be parsed or served, and closes the connection after it. */
 static void conn_fail(struct client_conn *c, int status, const char *reason)
 {
-    if (log_limiter_allow(&c->srv->client_error_limit, uv_now(c->srv->loop)))
-        log_info("client %s: %d %s: %s", c->peer, status, http_status_reason(status), reason);
+    if (log_limiter_allow(&c->srv->client_error_limit, uv_now(c->srv->loop))) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "client %s: %d %s", c->peer, status, http_status_reason(status));
+        const char *kv[] = {"reason", reason};
+        log_fields(LOG_INFO, msg, kv, 2);
+    }
     char body[160];
     snprintf(body, sizeof body, "%s\n", reason);
     /* Bounds the wait for a client that never reads the answer. */
@@ -504,9 +508,14 @@ static enum route route_request(struct client_conn *c)
     if (url_path_is(url, url_len, "/readyz") && srv->sync)
         return ROUTE_READYZ;
     if (!c->peer_allowed) {
-        if (log_limiter_allow(&srv->deny_limit, uv_now(srv->loop)))
-            log_warn("denied %s: %s %.*s (not in ALLOWED_IPS)", c->peer, llhttp_method_name(method),
-                     (int)(url_len > 200 ? 200 : url_len), url);
+        if (log_limiter_allow(&srv->deny_limit, uv_now(srv->loop))) {
+            /* What the client sent goes into fields, which the log escapes, never into the message. */
+            char msg[96], path[201];
+            snprintf(msg, sizeof msg, "denied %s (not in ALLOWED_IPS)", c->peer);
+            snprintf(path, sizeof path, "%.*s", (int)(url_len > 200 ? 200 : url_len), url);
+            const char *kv[] = {"method", llhttp_method_name(method), "path", path};
+            log_fields(LOG_WARN, msg, kv, 4);
+        }
         metrics.denied_requests++;
         return ROUTE_DENIED;
     }
@@ -518,8 +527,12 @@ static enum route route_request(struct client_conn *c)
     if (url_path_is(url, url_len, "/metrics"))
         return ROUTE_METRICS;
     if (rewrite_check_origin(&c->head, why, sizeof why) != 0) {
-        if (log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop)))
-            log_warn("client %s: %s", c->peer, why);
+        if (log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop))) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "client %s: cross-origin request refused", c->peer);
+            const char *kv[] = {"detail", why};
+            log_fields(LOG_WARN, msg, kv, 2);
+        }
         return ROUTE_CROSS_ORIGIN;
     }
     return srv->proxy ? ROUTE_PROXY : ROUTE_NO_UPSTREAM;

@@ -43,7 +43,6 @@ struct sync {
     char detail[512];       /* its failure, if any */
     bool ran;               /* at least one run finished */
     uint16_t confirmed;     /* the desired port qBittorrent confirmed, 0 if none */
-    bool trust_tried;       /* we asked qBittorrent to trust us once; it did not stick */
     bool bypass_exposed;    /* localhost bypass on, not trusted, non-loopback clients allowed */
 
     /* The run in progress. */
@@ -234,39 +233,31 @@ static bool check_trust(struct sync *s)
 {
     const struct qbt_prefs *prefs = qbt_prefs(s->qbt);
     const char *addr = qbt_local_addr(s->qbt);
-    bool trusted = prefs->has_proxy_settings && prefs->reverse_proxy_enabled && addr[0] &&
-                   proxy_list_covers(prefs->proxies_list, addr);
-    if (s->cfg->trust_proxy && !trusted && prefs->has_proxy_settings && addr[0] && !s->trust_tried) {
+    bool listed = prefs->has_proxy_settings && addr[0] && proxy_list_covers(prefs->proxies_list, addr);
+    bool trusted = listed && prefs->reverse_proxy_enabled;
+    /* Checked on every run, so a qBittorrent that lost the setting (restart, reset) gets it back. */
+    if (s->cfg->trust_proxy && !trusted && prefs->has_proxy_settings && addr[0]) {
+        /* Keep what is there; add our address only when the list does not already cover it. */
         char list[1100];
         const char *old = prefs->proxies_list;
-        snprintf(list, sizeof list, "%s%s%s", old, old[0] ? ";" : "", addr);
-        s->trust_tried = true;
-        log_info(
-            "QBIT_TRUST_PROXY: turning on qBittorrent's reverse-proxy support and adding %s to its trusted "
-            "proxies (now \"%s\"), so it sees each client's own address",
-            addr, list);
+        snprintf(list, sizeof list, "%s%s%s", old, listed ? "" : old[0] ? ";" : "", listed ? "" : addr);
+        log_info("QBIT_TRUST_PROXY: turning on qBittorrent's reverse-proxy support with %s among its trusted "
+                 "proxies (now \"%s\"), so it sees each client's own address",
+                 addr, list);
         s->step = STEP_TRUST;
         int rc = qbt_set_trusted_proxies(s->qbt, list, on_qbt, s);
         if (rc != 0)
             finish(s, QBT_UNREACHABLE, uv_strerror(rc));
         return true;
     }
-    if (s->cfg->trust_proxy && !trusted && s->trust_tried && prefs->has_proxy_settings)
-        log_warn("qBittorrent did not keep the reverse-proxy settings the sidecar set (QBIT_TRUST_PROXY); "
-                 "it still sees every client as %s",
-                 addr);
-    if (trusted)
-        s->trust_tried = false;
     s->bypass_exposed = !trusted && prefs->bypass_local_auth && !allowlist_only_loopback(s->cfg->allowed);
     metrics.localhost_bypass_exposed = s->bypass_exposed;
     if (s->bypass_exposed)
-        log_warn(
-            "SECURITY: qBittorrent's \"Bypass authentication for clients on localhost\" is on and it does "
-            "not "
-            "trust this sidecar's X-Forwarded-For: every client in ALLOWED_IPS=\"%s\" reaches it from %s and "
-            "gets the WebUI without a password. Set QBIT_TRUST_PROXY=true, or turn the bypass off in "
-            "qBittorrent, or limit ALLOWED_IPS to loopback",
-            s->cfg->allowed_ips_text, addr[0] ? addr : "localhost");
+        log_warn("SECURITY: qBittorrent's \"Bypass authentication for clients on localhost\" is on and it "
+                 "does not trust this sidecar's X-Forwarded-For: every client in ALLOWED_IPS=\"%s\" reaches "
+                 "it from %s and gets the WebUI without a password. Set QBIT_TRUST_PROXY=true, or turn the "
+                 "bypass off in qBittorrent, or limit ALLOWED_IPS to loopback",
+                 s->cfg->allowed_ips_text, addr[0] ? addr : "localhost");
     return false;
 }
 
