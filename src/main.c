@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "config.h"
@@ -64,6 +65,29 @@ static void usage(FILE *out)
         "else 1\n"
         "  --help            show this help\n"
         "  --version         show the version\n");
+}
+
+/*
+ * Each client may hold a connection to qBittorrent too. Raises the soft
+ * descriptor limit to the hard one when MAX_CONNECTIONS needs it, and says
+ * so when even that is short (libuv then sheds connections silently).
+ */
+static void check_fd_limit(unsigned max_connections)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_connections * 2 + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (want > rl.rlim_cur) {
+        rl.rlim_cur = want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < need)
+        log_warn("MAX_CONNECTIONS=%u needs about %llu file descriptors, but the limit is %llu; connections "
+                 "beyond it are dropped",
+                 max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
 }
 
 static void on_stopped(void *arg)
@@ -134,6 +158,8 @@ int main(int argc, char **argv)
     log_set_json(d.cfg.log_json);
     if (allowlist_count(d.cfg.allowed) == 0)
         log_warn("ALLOWED_IPS is empty: every client except health probes is denied");
+
+    check_fd_limit(d.cfg.max_connections);
 
     /* Writes to a closed socket must fail with EPIPE, not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);

@@ -19,6 +19,7 @@
 #define SPARE_MAX 64
 
 struct proxy {
+    size_t buffered; /* bytes of chunked bodies collected, all exchanges together */
     struct proxy_exchange *spare;
     unsigned nspare;
     uv_loop_t *loop;
@@ -134,6 +135,7 @@ static void exchange_free(struct proxy_exchange *ex)
 {
     struct proxy *px = ex->px;
     account(ex);
+    px->buffered -= ex->body.len;
     buf_free(&ex->body);
     if (px->nspare < SPARE_MAX && ex->head.cap <= 8192) {
         ex->next_spare = px->spare;
@@ -277,20 +279,42 @@ static void on_connect(void *ctx, int status)
         client_continue(ex->client);
 }
 
+/*
+ * MAX_BUFFERED_BODY bounds one collected body (413 past it) and all of them
+ * together (503 while others hold the room), so a few clients cannot push
+ * the sidecar past its memory limit. Returns 0 when size more bytes fit.
+ */
+static int reserve_body(struct proxy_exchange *ex, uint64_t size)
+{
+    struct proxy *px = ex->px;
+    if (size > ex->body.limit - ex->body.len) {
+        fail(ex, 413, "chunked request body larger than MAX_BUFFERED_BODY");
+        return -1;
+    }
+    if (size > px->cfg->max_buffered_body - px->buffered) {
+        fail(ex, 503, "too many chunked uploads at once; try again");
+        return -1;
+    }
+    return 0;
+}
+
 void proxy_chunk(struct proxy_exchange *ex, uint64_t size)
 {
     /* Refuse at once what cannot fit, rather than after receiving it. */
-    if (ex->collect && size > ex->body.limit - ex->body.len)
-        fail(ex, 413, "chunked request body larger than MAX_BUFFERED_BODY");
+    if (ex->collect)
+        reserve_body(ex, size);
 }
 
 void proxy_body(struct proxy_exchange *ex, const char *data, size_t len)
 {
     if (ex->collect) {
-        int rc = buf_append(&ex->body, data, len);
-        if (rc != 0)
-            fail(ex, rc == -E2BIG ? 413 : 503,
-                 rc == -E2BIG ? "chunked request body larger than MAX_BUFFERED_BODY" : "out of memory");
+        if (reserve_body(ex, len) != 0)
+            return;
+        if (buf_append(&ex->body, data, len) != 0) {
+            fail(ex, 503, "out of memory");
+            return;
+        }
+        ex->px->buffered += len;
         return;
     }
     if (!ex->conn)
