@@ -372,6 +372,9 @@ static void on_file(void *ctx, enum watcher_state state, uint16_t port, const ch
         s->have_port = true;
         s->desired = port;
         metrics.desired_port = port;
+        /* A new port is a fresh start: failures with older ones must not stretch its backoff. */
+        if (changed)
+            s->failures = 0;
         s->changed_at = now;
         run(s);
         return;
