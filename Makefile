@@ -42,7 +42,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := $(BUILD)/qbit-gluetun-sync
 PYTHON   := /usr/bin/python3
 
-.PHONY: all help deps browser-deps build unit-build unit e2e test test-variant format format-check demo run clean
+.PHONY: all help deps browser-deps build unit-build unit e2e test test-variant format format-check demo run clean \
+	fuzz fuzz-smoke
 
 all: $(BIN)
 
@@ -51,6 +52,7 @@ help:
 	@echo "make test    install what is needed, then run every test in both build variants"
 	@echo "make         build build/release/qbit-gluetun-sync"
 	@echo "make format  reformat the C sources with clang-format"
+	@echo "make fuzz    run every fuzz driver (SECONDS=N each, default 60)"
 
 deps:
 	@scripts/install-deps.sh
@@ -109,9 +111,18 @@ test: deps
 	@$(MAKE) --no-print-directory VARIANT=release test-variant
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory VARIANT=asan test-variant
-	@echo "all tests passed (release and asan+ubsan)"
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@echo "all tests passed (release and asan+ubsan, fuzz smoke)"
 
-FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/e2e/*.c)
+# libFuzzer drivers for every parser (fuzz/): `make fuzz SECONDS=600` fuzzes each for that long;
+# the test command runs each for a few seconds after replaying its regression inputs.
+fuzz:
+	@$(MAKE) --no-print-directory -C fuzz run $(if $(SECONDS),SECONDS=$(SECONDS))
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory -C fuzz smoke -j2
+
+FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/e2e/*.c fuzz/*.c fuzz/*.h)
 format:
 	clang-format -i $(FORMAT_FILES)
 

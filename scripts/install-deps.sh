@@ -8,11 +8,13 @@ set -eu
 # statically, llhttp is compiled from Debian's C sources). This is all the image build needs.
 BUILD_PACKAGES="build-essential make pkg-config libuv1-dev node-llhttp libjansson-dev"
 # Everything else: cmocka, Python's pytest, requests and yaml, a real qBittorrent,
-# clang-format, iproute2 and util-linux for namespaces, wrk and nginx for the benchmarks,
+# clang-format, clang with its sanitizer and libFuzzer runtime (fuzz/), valgrind (bench/),
+# iproute2 and util-linux for namespaces, wrk and nginx for the benchmarks,
 # chromium (driven by playwright-core from npm) for the browser test, curl, systemd for
 # `systemd-analyze verify` of the unit file.
 TEST_PACKAGES="libcmocka-dev python3 python3-pytest python3-requests python3-yaml qbittorrent-nox
-clang-format iproute2 util-linux procps wrk nginx-light chromium curl ca-certificates systemd"
+clang-format clang libclang-rt-14-dev iproute2 util-linux procps wrk nginx-light chromium curl ca-certificates
+systemd valgrind"
 
 case "${1:-all}" in
 build) PACKAGES="$BUILD_PACKAGES" ;;

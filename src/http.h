@@ -55,12 +55,12 @@ const char *http_head_url(const struct http_head *h, size_t *len);
 /* Header i's name and value (not NUL-terminated; lengths in headers[i]). */
 static inline const char *http_header_name(const struct http_head *h, unsigned i)
 {
-    return h->text.data + h->headers[i].name;
+    return h->text.data ? h->text.data + h->headers[i].name : "";
 }
 
 static inline const char *http_header_value(const struct http_head *h, unsigned i)
 {
-    return h->text.data + h->headers[i].value;
+    return h->text.data ? h->text.data + h->headers[i].value : "";
 }
 
 /* Returns 1 when header i is called name (case-insensitive). */

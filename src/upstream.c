@@ -189,6 +189,11 @@ static int on_message_begin(llhttp_t *p)
 static int on_status(llhttp_t *p, const char *at, size_t len)
 {
     struct upstream_conn *c = p->data;
+    /* llhttp passes control bytes in a reason phrase; the proxy would hand them to the client. */
+    for (size_t i = 0; i < len; i++) {
+        if (((unsigned char)at[i] < 0x20 && at[i] != '\t') || at[i] == 0x7f)
+            return HPE_USER;
+    }
     return http_head_add_url(&c->head, at, len) == 0 ? 0 : HPE_USER;
 }
 
@@ -208,6 +213,13 @@ static int on_headers_complete(llhttp_t *p)
 {
     struct upstream_conn *c = p->data;
     int status = p->status_code;
+    /* llhttp takes any number up to 999 ("HTTP/1.1 003") and empty names (": v"): no answer to pass on. */
+    if (status < 100 || status > 599)
+        return HPE_USER;
+    for (unsigned i = 0; i < c->head.count; i++) {
+        if (c->head.headers[i].name_len == 0)
+            return HPE_USER;
+    }
     /* Interim responses (100 Continue, 103) are not passed on; the real one follows. */
     if (status >= 100 && status < 200 && status != 101) {
         c->interim = true;
