@@ -81,6 +81,19 @@ const char *http_head_url(const struct http_head *h, size_t *len)
     return h->text.data ? h->text.data + h->url : "";
 }
 
+const char *http_list_next(const char **pos, const char *end, size_t *len)
+{
+    const char *v = *pos;
+    while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+        v++;
+    const char *tok = v;
+    while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+        v++;
+    *pos = v;
+    *len = (size_t)(v - tok);
+    return v > tok ? tok : NULL;
+}
+
 int http_header_is(const struct http_head *h, unsigned i, const char *name)
 {
     size_t len = strlen(name);

@@ -63,6 +63,13 @@ static inline const char *http_header_value(const struct http_head *h, unsigned 
     return h->text.data ? h->text.data + h->headers[i].value : "";
 }
 
+/*
+ * Steps through a comma-separated header value ("a, b,,c"): returns the next
+ * token, its length in *len, and moves *pos past it; NULL at the end. Empty
+ * elements and blanks around tokens are skipped, as RFC 9110's list rule asks.
+ */
+const char *http_list_next(const char **pos, const char *end, size_t *len);
+
 /* Returns 1 when header i is called name (case-insensitive). */
 int http_header_is(const struct http_head *h, unsigned i, const char *name);
 

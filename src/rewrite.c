@@ -38,14 +38,10 @@ static int named_by_connection(const struct http_head *h, const char *name, size
         const struct http_header *hd = &h->headers[i];
         if (!name_is(h->text.data + hd->name, hd->name_len, "connection"))
             continue;
-        const char *v = h->text.data + hd->value, *end = v + hd->value_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *tok = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            if (v > tok && (size_t)(v - tok) == len && strncasecmp(tok, name, len) == 0)
+        const char *v = h->text.data + hd->value, *end = v + hd->value_len, *tok;
+        size_t tok_len;
+        for (tok = http_list_next(&v, end, &tok_len); tok; tok = http_list_next(&v, end, &tok_len)) {
+            if (tok_len == len && strncasecmp(tok, name, len) == 0)
                 return 1;
         }
     }

@@ -706,16 +706,10 @@ static const char *head_ambiguity(const struct client_conn *c, const llhttp_t *p
         }
         if (http_header_is(&c->head, i, "transfer-encoding")) {
             /* Only "chunked": we would pass any other coding on undecoded (RFC 9112, 6.3). */
-            const char *v = http_header_value(&c->head, i), *end = v + hd->value_len;
-            while (v < end) {
-                while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                    v++;
-                const char *tok = v;
-                while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                    v++;
-                if (v == tok)
-                    continue;
-                if (v - tok != 7 || strncasecmp(tok, "chunked", 7) != 0)
+            const char *v = http_header_value(&c->head, i), *end = v + hd->value_len, *tok;
+            size_t tok_len;
+            for (tok = http_list_next(&v, end, &tok_len); tok; tok = http_list_next(&v, end, &tok_len)) {
+                if (tok_len != 7 || strncasecmp(tok, "chunked", 7) != 0)
                     return "unsupported Transfer-Encoding";
                 codings++;
             }
