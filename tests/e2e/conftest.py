@@ -395,3 +395,23 @@ def daemon(qgs_bin, tmp_path):
             problems.append(f"pid {d.pid} exited {rc} on SIGTERM; log:\n{d.log()}")
     if problems:
         pytest.fail("\n".join(problems))
+
+
+@pytest.fixture
+def public_copy():
+    """Factory: public_copy(path) copies a file into a fresh world-readable directory and returns
+    the copy's path, for runs as another user (the checkout itself may sit in a 0700 directory)."""
+    import shutil
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="qgs-public-")
+    os.chmod(top, 0o755)
+
+    def copy(path):
+        dest = os.path.join(top, os.path.basename(str(path)))
+        shutil.copy2(str(path), dest)
+        os.chmod(dest, 0o755)
+        return Path(dest)
+
+    yield copy
+    shutil.rmtree(top, ignore_errors=True)

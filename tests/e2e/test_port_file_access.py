@@ -21,8 +21,9 @@ NOBODY = 65534
 
 
 @pytest.fixture
-def restricted(qgs_bin):
+def restricted(qgs_bin, public_copy):
     """Yields (start, dir): start() runs the sidecar as uid 65534 with PORT_FILE in dir."""
+    qgs_bin = public_copy(qgs_bin)  # the checkout may not be reachable for uid 65534
     top = tempfile.mkdtemp(prefix="qgs-access-")
     os.chmod(top, 0o755)
     directory = os.path.join(top, "gluetun")
