@@ -66,7 +66,9 @@ unsigned sync_backoff_ms(unsigned failures, double jitter)
         ms *= 2;
     if (ms > 60000)
         ms = 60000;
-    return (unsigned)(ms * jitter);
+    /* The cap holds after the jitter too: the README promises "at most 60 s". */
+    unsigned jittered = (unsigned)(ms * jitter);
+    return jittered > 60000 ? 60000 : jittered;
 }
 
 /* ---- outcome reporting ---- */
@@ -174,9 +176,12 @@ static void finish(struct sync *s, enum qbt_result result, const char *detail)
         } else {
             delay = sync_backoff_ms(s->failures, 0.8 + 0.4 * ((double)rand() / RAND_MAX));
         }
-        /* A failure that repeats is logged when it changes, and then at most every few minutes. */
+        /* A failure that repeats is logged when it changes, and then every 8th time (with the retry count).
+         */
         if (changed || s->failures % 8 == 1)
-            log_error("port sync failed: %s; retrying in %u s", s->detail, (delay + 500) / 1000);
+            log_error(
+                "port sync failed: %s; retrying in %u s (attempt %u; repeats are logged every 8th time)",
+                s->detail, (delay + 500) / 1000, s->failures);
     }
     metrics.applied_port = s->confirmed;
     /* Blocked by a login backoff, no run follows soon: everyone waiting gets this outcome. */

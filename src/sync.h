@@ -50,8 +50,8 @@ void sync_waiter_cancel(struct sync *s, struct sync_waiter *w);
 /* Handles /readyz: returns 200 or 503 and writes the reason into text. */
 int sync_readiness(const struct sync *s, char *text, size_t textlen);
 
-/* The delay before retry number `failures` (1, 2, ...): 1 s doubling to 60 s, times jitter (0.8..1.2). Pure.
- */
+/* The delay before retry number `failures` (1, 2, ...): 1 s doubling, times jitter (0.8..1.2), at most 60 s.
+ * Pure. */
 unsigned sync_backoff_ms(unsigned failures, double jitter);
 
 #endif
