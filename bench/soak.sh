@@ -29,56 +29,9 @@ WRK_RUN="${WRK_RUN:-5s}"
 WRK_CONNS=(1 10 50 100 200 400)
 PY=/usr/bin/python3
 
-for tool in nginx wrk "$PY"; do
-    command -v "$tool" >/dev/null || { echo "soak: $tool not found (apt-get install nginx-light wrk)" >&2; exit 1; }
-done
-[[ -x "$QGS_BIN" ]] || { echo "soak: $QGS_BIN not built (run make)" >&2; exit 1; }
-NGINX="$(command -v nginx)"
-
-TMP="$(mktemp -d /tmp/soak.XXXXXX)"
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
-        echo "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# wait_http URL: until it answers 200, at most 10 s.
-wait_http() {
-    local url="$1" i
-    for i in $(seq 100); do
-        if "$PY" - "$url" <<'EOF' 2>/dev/null; then return 0; fi
-import sys, urllib.request
-sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=1).status == 200 else 1)
-EOF
-        sleep 0.1
-    done
-    echo "soak: $url did not answer 200 within 10 s" >&2
-    return 1
-}
-
-vmrss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init soak nginx wrk /usr/bin/python3
 nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 
 # ---- origin nginx and ours ----
