@@ -11,6 +11,7 @@ Usage: bench/sync-latency.py [N]   (default 50; QGS_BIN selects the binary)
 
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -67,6 +68,7 @@ def main():
         if sc:
             sc.stop()
         q.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
