@@ -21,16 +21,15 @@
  * Origin and Referer only on the upstream's origin, and every other header of
  * the client's passed through unchanged.
  *
- * The feeding loop, head checks and routing are a copy of server.c's static
- * functions (conn_feed, head_scan, head_ambiguity, route_request and the
- * parser callbacks), which are not exported; keep them in step.
+ * The head checks are src/request.c's, the very code the server runs. The
+ * feeding loop, routing and parser callbacks are a copy of server.c's static
+ * functions (conn_feed, route_request, the callbacks); keep them in step.
  *
  * The capture is also checked against an independent one, and the whole input
  * is run twice, in one piece and in pieces whose sizes come from the input:
  * what the upstream would receive must not depend on how reads were split.
  * FUZZ_DEBUG=1 in the environment prints the callbacks, for triage.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <llhttp.h>
 #include <stdbool.h>
@@ -43,6 +42,7 @@
 #include "buf.h"
 #include "fuzz.h"
 #include "http.h"
+#include "request.h"
 #include "rewrite.h"
 #include "url.h"
 
@@ -66,8 +66,7 @@ struct client {
     int head_error;
     bool value_started, value_piece_at_end;
     const char *feed_end;
-    bool scan_done, scan_started, scan_prev_cr; /* server.c's head_scan state */
-    size_t scan_bytes, scan_line_len;
+    struct head_scan scan; /* raw-byte checks of the current head */
     bool checking_chunks;
     struct chunk_check chunks;
     bool stop; /* the connection would be closed */
@@ -358,59 +357,6 @@ static void compare_captures(const struct client *c)
     }
 }
 
-static bool host_value_ok(const char *v, size_t len)
-{
-    if (len == 0)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (!isalnum(ch) && !strchr("-._~%!$&'()*+,;=:[]", ch))
-            return false;
-    }
-    return true;
-}
-
-static const char *head_ambiguity(const struct client *c, const llhttp_t *p)
-{
-    if (p->http_major != 1)
-        return "unsupported HTTP version";
-    unsigned hosts = 0, codings = 0;
-    for (unsigned i = 0; i < c->head.count; i++) {
-        const struct http_header *hd = &c->head.headers[i];
-        if (hd->name_len == 0)
-            return "empty header name";
-        if (http_header_is(&c->head, i, "host")) {
-            if (!host_value_ok(http_header_value(&c->head, i), hd->value_len))
-                return "invalid Host header";
-            hosts++;
-        }
-        if (http_header_is(&c->head, i, "transfer-encoding")) {
-            const char *v = http_header_value(&c->head, i), *end = v + hd->value_len;
-            while (v < end) {
-                while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                    v++;
-                const char *tok = v;
-                while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                    v++;
-                if (v == tok)
-                    continue;
-                if (v - tok != 7 || strncasecmp(tok, "chunked", 7) != 0)
-                    return "unsupported Transfer-Encoding";
-                codings++;
-            }
-        }
-    }
-    if (codings > 1 || ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)))
-        return "unsupported Transfer-Encoding";
-    if (codings && p->http_minor == 0)
-        return "Transfer-Encoding in an HTTP/1.0 request";
-    if (hosts > 1)
-        return "more than one Host header";
-    if (hosts == 0 && p->http_minor >= 1)
-        return "missing Host header";
-    return NULL;
-}
-
 static bool url_path_is(const char *url, size_t len, const char *path)
 {
     size_t plen = strlen(path);
@@ -423,7 +369,7 @@ static int on_headers_complete(llhttp_t *p)
     compare_captures(c);
     c->head_fields = c->raw.count;
 
-    const char *ambiguity = head_ambiguity(c, p);
+    const char *ambiguity = request_ambiguity(&c->head, p);
     if (ambiguity) {
         note(c, "refused");
         c->stop = true;
@@ -512,16 +458,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static void head_scan_reset(struct client *c)
-{
-    c->scan_done = c->scan_started = c->scan_prev_cr = false;
-    c->scan_bytes = c->scan_line_len = 0;
-}
-
 static int on_message_complete(llhttp_t *p)
 {
     struct client *c = p->data;
-    head_scan_reset(c);
+    head_scan_reset(&c->scan);
     c->checking_chunks = false;
     if (c->collect) {
         buf_printf(&c->pending, "Content-Length: %llu\r\n\r\n", (unsigned long long)c->body_len);
@@ -539,39 +479,13 @@ static int on_message_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-/* server.c's head_scan: bare LF line ends and the size cap, on the raw bytes of a head. */
-static int head_scan(struct client *c, const char *data, size_t len, size_t *head_len)
-{
-    for (size_t i = 0; i < len; i++) {
-        char ch = data[i];
-        if (++c->scan_bytes > HEAD_LIMIT)
-            return 431;
-        if (ch == '\n') {
-            if (!c->scan_prev_cr)
-                return 400;
-            if (c->scan_line_len == 0 && c->scan_started) {
-                c->scan_done = true;
-                *head_len = i + 1;
-                return 0;
-            }
-            c->scan_line_len = 0;
-        } else if (ch != '\r') {
-            c->scan_line_len++;
-            c->scan_started = true;
-        }
-        c->scan_prev_cr = ch == '\r';
-    }
-    *head_len = len;
-    return 0;
-}
-
 /* Feeds one read as server.c's conn_feed does. */
 static void feed(struct client *c, const char *data, size_t len)
 {
     while (len > 0 && !c->stop) {
         size_t n = len;
-        if (!c->scan_done) {
-            if (head_scan(c, data, len, &n) != 0) {
+        if (!c->scan.done) {
+            if (head_scan_feed(&c->scan, HEAD_LIMIT, data, len, &n) != 0) {
                 note(c, "refused");
                 c->stop = true;
                 break;

@@ -2,7 +2,6 @@
 #include "server.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <llhttp.h>
 #include <stdbool.h>
@@ -17,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "request.h"
 #include "rewrite.h"
 #include "sync.h"
 
@@ -66,10 +66,9 @@ struct client_conn {
     unsigned writes_pending;
     int head_error; /* status chosen by a parser callback (431), else 0 */
     const char *head_error_reason;
-    bool value_started;                         /* a header value is being delivered in pieces */
-    bool scan_done, scan_started, scan_prev_cr; /* head_scan's state for the current head */
-    size_t scan_bytes, scan_line_len;
-    bool checking_chunks; /* a chunked body is being checked */
+    bool value_started;    /* a header value is being delivered in pieces */
+    struct head_scan scan; /* raw-byte checks of the current head */
+    bool checking_chunks;  /* a chunked body is being checked */
     struct chunk_check chunks;
     bool value_piece_at_end; /* its last piece ended where the read did */
     const char *feed_end;    /* the end of the bytes llhttp is parsing now */
@@ -116,7 +115,6 @@ static void on_conn_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 static void conn_feed(struct client_conn *c, const char *data, size_t len);
-static void head_scan_reset(struct client_conn *c);
 
 static size_t queued(const struct client_conn *c)
 {
@@ -676,56 +674,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return head_add_result(c, http_head_add_value(&c->head, at, len));
 }
 
-/* Returns true when a Host value is a plausible uri-host[:port] (no spaces, controls or paths). */
-static bool host_value_ok(const char *v, size_t len)
-{
-    if (len == 0)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (!isalnum(ch) && !strchr("-._~%!$&'()*+,;=:[]", ch))
-            return false;
-    }
-    return true;
-}
-
-/* Returns a reason when the head is ambiguous in a way llhttp lets through, else NULL. */
-static const char *head_ambiguity(const struct client_conn *c, const llhttp_t *p)
-{
-    if (p->http_major != 1)
-        return "unsupported HTTP version";
-    unsigned hosts = 0, codings = 0;
-    for (unsigned i = 0; i < c->head.count; i++) {
-        const struct http_header *hd = &c->head.headers[i];
-        if (hd->name_len == 0)
-            return "empty header name";
-        if (http_header_is(&c->head, i, "host")) {
-            if (!host_value_ok(http_header_value(&c->head, i), hd->value_len))
-                return "invalid Host header";
-            hosts++;
-        }
-        if (http_header_is(&c->head, i, "transfer-encoding")) {
-            /* Only "chunked": we would pass any other coding on undecoded (RFC 9112, 6.3). */
-            const char *v = http_header_value(&c->head, i), *end = v + hd->value_len, *tok;
-            size_t tok_len;
-            for (tok = http_list_next(&v, end, &tok_len); tok; tok = http_list_next(&v, end, &tok_len)) {
-                if (tok_len != 7 || strncasecmp(tok, "chunked", 7) != 0)
-                    return "unsupported Transfer-Encoding";
-                codings++;
-            }
-        }
-    }
-    if (codings > 1 || ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)))
-        return "unsupported Transfer-Encoding";
-    if (codings && p->http_minor == 0)
-        return "Transfer-Encoding in an HTTP/1.0 request";
-    if (hosts > 1)
-        return "more than one Host header";
-    if (hosts == 0 && p->http_minor >= 1)
-        return "missing Host header";
-    return NULL;
-}
-
 static bool has_body(const llhttp_t *p)
 {
     return (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
@@ -736,7 +684,7 @@ static int on_headers_complete(llhttp_t *p)
     struct client_conn *c = p->data;
     c->phase = PHASE_BODY;
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
-    const char *ambiguity = head_ambiguity(c, p);
+    const char *ambiguity = request_ambiguity(&c->head, p);
     if (ambiguity) {
         conn_fail(c, 400, ambiguity);
         return HPE_PAUSED;
@@ -788,7 +736,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 static int on_message_complete(llhttp_t *p)
 {
     struct client_conn *c = p->data;
-    head_scan_reset(c);
+    head_scan_reset(&c->scan);
     c->checking_chunks = false;
     if (c->ex) {
         c->phase = PHASE_WAIT;
@@ -837,46 +785,6 @@ static void stash(struct client_conn *c, const char *data, size_t len)
         conn_fail(c, 400, "too much data sent ahead of the response");
 }
 
-/* Parses received bytes; answers each complete request in order. */
-/*
- * Checks the raw bytes of a request head before llhttp sees them, for what
- * Debian's llhttp 8.1 lets through: a bare LF as a line end, and a head made
- * large by whitespace it skips. Returns 0 and in *head_len how many bytes
- * belong to the head (all of them while it goes on), or an HTTP status.
- */
-static int head_scan(struct client_conn *c, const char *data, size_t len, size_t *head_len)
-{
-    for (size_t i = 0; i < len; i++) {
-        char ch = data[i];
-        if (++c->scan_bytes > c->srv->cfg->max_header_size)
-            return 431;
-        if (ch == '\n') {
-            if (!c->scan_prev_cr)
-                return 400;
-            /* An empty line ends the head, once a request line was seen (empty lines before it are allowed).
-             */
-            if (c->scan_line_len == 0 && c->scan_started) {
-                c->scan_done = true;
-                *head_len = i + 1;
-                return 0;
-            }
-            c->scan_line_len = 0;
-        } else if (ch != '\r') {
-            c->scan_line_len++;
-            c->scan_started = true;
-        }
-        c->scan_prev_cr = ch == '\r';
-    }
-    *head_len = len;
-    return 0;
-}
-
-static void head_scan_reset(struct client_conn *c)
-{
-    c->scan_done = c->scan_started = c->scan_prev_cr = false;
-    c->scan_bytes = c->scan_line_len = 0;
-}
-
 static void conn_feed(struct client_conn *c, const char *data, size_t len)
 {
     c->in_feed = true;
@@ -890,8 +798,8 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
         }
         /* The head goes to llhttp alone, so its end is where on_headers_complete can look at the body. */
         size_t n = len;
-        if (!c->scan_done) {
-            int status = head_scan(c, data, len, &n);
+        if (!c->scan.done) {
+            int status = head_scan_feed(&c->scan, c->srv->cfg->max_header_size, data, len, &n);
             if (status) {
                 conn_fail(c, status,
                           status == 431 ? "request head too large" : "bare LF as a line end in the head");
