@@ -61,7 +61,7 @@ struct upstream {
     struct upstream_conn *idle;    /* the pool, most recently used first */
     unsigned nidle;
     llhttp_settings_t settings;
-    char rbuf[READ_BUF_SIZE];
+    char *rbuf; /* malloc'ed apart, so its pages are backed only once used */
 };
 
 static void conn_destroy(struct upstream_conn *c, bool reset);
@@ -293,7 +293,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     struct upstream_conn *c = handle->data;
     /* Shared by every connection: on_read consumes each chunk before returning. */
-    *buf = uv_buf_init(c->up->rbuf, sizeof c->up->rbuf);
+    *buf = uv_buf_init(c->up->rbuf, READ_BUF_SIZE);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -676,8 +676,13 @@ int upstream_new(uv_loop_t *loop, const struct url *url, const struct upstream_o
                  struct upstream **out)
 {
     struct upstream *up = calloc(1, sizeof *up);
-    if (!up)
+    char *rbuf = malloc(READ_BUF_SIZE);
+    if (!up || !rbuf) {
+        free(up);
+        free(rbuf);
         return UV_ENOMEM;
+    }
+    up->rbuf = rbuf;
     up->loop = loop;
     up->url = url;
     up->opt = *opt;
@@ -714,5 +719,8 @@ void upstream_close(struct upstream *up)
 
 void upstream_free(struct upstream *up)
 {
+    if (!up)
+        return;
+    free(up->rbuf);
     free(up);
 }
