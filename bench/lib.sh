@@ -56,3 +56,6 @@ PYEOF
 }
 
 vmrss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+# Private_Clean + Private_Dirty: the pages no other process shares (what the
+# process really adds; VmRSS also counts the shared glibc pages it maps).
+private_kib() { awk '/^Private_(Clean|Dirty):/ {n += $2} END {print n}' "/proc/$1/smaps_rollup" 2>/dev/null; }

@@ -8,7 +8,8 @@
 #   ours    build/release/qbit-gluetun-sync with QBIT_ADDR=origin
 # then runs `wrk -t1 -c$CONNECTIONS -d$DURATION` against direct, via nginx and via ours, for each
 # file, and prints req/s and MB/s, the ratios ours/nginx and ours/direct, and our VmRSS idle
-# and after the load. Every server is stopped by PID on exit. This prints figures; it is not a
+# and after the load (with its private part, and the VmRSS of a C program that only calls
+# pause(), the floor any program on this glibc starts from). Every server is stopped by PID on exit. This prints figures; it is not a
 # test and exits 0 even when ours answers errors (they are printed).
 #
 # Environment: QGS_BIN (default build/release/qbit-gluetun-sync), DURATION (default 5s),
@@ -29,7 +30,7 @@ CONNECTIONS="${CONNECTIONS:-50}"
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
-bench_init proxy-bench nginx wrk python3
+bench_init proxy-bench nginx wrk python3 cc
 
 # nginx_conf NAME PORT SERVER_BLOCK_BODY [HTTP_EXTRA]: writes $TMP/NAME/nginx.conf
 nginx_conf() {
@@ -94,6 +95,7 @@ PIDS+=("$OURS_PID")
 wait_http "http://127.0.0.1:$OURS_PORT/healthz" || { sed 's/^/  ours: /' "$TMP/ours.stderr" >&2; exit 1; }
 sleep 0.5
 OURS_RSS_IDLE="$(vmrss_kib "$OURS_PID")"
+OURS_PRIV_IDLE="$(private_kib "$OURS_PID")"
 NGINX_RSS_IDLE="$(vmrss_kib "$NGINX_PID")"
 
 # ---- load ----
@@ -122,6 +124,7 @@ for size in small large; do
 done
 
 OURS_RSS_AFTER="$(vmrss_kib "$OURS_PID" 2>/dev/null || echo gone)"
+OURS_PRIV_AFTER="$(private_kib "$OURS_PID" 2>/dev/null || echo gone)"
 NGINX_RSS_AFTER="$(vmrss_kib "$NGINX_PID" 2>/dev/null || echo gone)"
 
 # ---- report ----
@@ -145,8 +148,21 @@ for size in small large; do
         "$(ratio "${RPS[ours-$size]}" "${RPS[direct-$size]}")" "$(ratio "${MBS[ours-$size]}" "${MBS[direct-$size]}")"
 done
 echo
-echo "ours  VmRSS: idle $OURS_RSS_IDLE KiB, after load $OURS_RSS_AFTER KiB"
+echo "ours  VmRSS: idle $OURS_RSS_IDLE KiB, after load $OURS_RSS_AFTER KiB" \
+    "(private: $OURS_PRIV_IDLE and $OURS_PRIV_AFTER KiB)"
 echo "nginx VmRSS: idle $NGINX_RSS_IDLE KiB, after load $NGINX_RSS_AFTER KiB (proxy, 1 worker, no master)"
+# The floor any program linked against this glibc starts from: one that only
+# calls pause() still maps ld.so and libc (and the kernel maps 64 KiB around
+# each page touched, so VmRSS counts more of libc than is used).
+printf '#include <unistd.h>\nint main(void) { pause(); }\n' | cc -O2 -x c -o "$TMP/pause" -
+"$TMP/pause" &
+PAUSE_PID="$!"
+PIDS+=("$PAUSE_PID")
+for _ in $(seq 100); do # measured once it is asleep in pause() (not still the forked shell)
+    [[ "$(readlink "/proc/$PAUSE_PID/exe")" == "$TMP/pause" ]] && grep -q '^State:.*S' "/proc/$PAUSE_PID/status" && break
+    sleep 0.02
+done
+echo "pause VmRSS: $(vmrss_kib "$PAUSE_PID") KiB (a C program that only calls pause(): the floor on this glibc)"
 if [[ -s "$TMP/ours.stderr" ]]; then
     echo
     echo "ours stderr (last 5 lines):"
