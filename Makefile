@@ -42,6 +42,15 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := $(BUILD)/qbit-gluetun-sync
 PYTHON   := /usr/bin/python3
 
+# Objects are rebuilt when the compiler flags change (an edit here, CC=clang, ...),
+# not only when sources do: the flags of the last build are kept in a stamp file.
+FLAGS_STAMP := $(BUILD)/.flags
+BUILD_FLAGS := $(CC) $(CPPFLAGS) $(CFLAGS) $(OPT)
+ifneq ($(strip $(BUILD_FLAGS)),$(strip $(file < $(FLAGS_STAMP))))
+$(shell mkdir -p $(BUILD))
+$(file > $(FLAGS_STAMP),$(strip $(BUILD_FLAGS)))
+endif
+
 .PHONY: all help deps browser-deps build unit-build unit e2e test test-variant format format-check demo run clean \
 	fuzz fuzz-smoke
 
@@ -66,11 +75,11 @@ $(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package-lock.json
 # V=1 shows the full commands.
 Q := $(if $(V),,@)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) $(FLAGS_STAMP) | $(BUILD)/obj
 	@echo "  CC    $@"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/llhttp
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c $(FLAGS_STAMP) | $(BUILD)/llhttp
 	@echo "  CC    $@ (Debian's llhttp, warnings off)"
 	$(Q)$(CC) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -std=gnu11 $(OPT) -w -c -o $@ $<
 
