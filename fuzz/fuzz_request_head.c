@@ -1,13 +1,11 @@
 /*
  * fuzz_request_head.c - what a client sends, through the path a request head
- * takes in the daemon: server.c's raw-byte head scan (bare LF, size cap),
- * llhttp (HTTP_REQUEST), the capture into struct http_head with server.c's
- * callback rules (folding and CR/LF in values refused, the header cap), its
- * head checks (version, empty names, Host, Transfer-Encoding, Content-Length
- * cap) and routing, the same-origin check, chunk_check beside llhttp for
- * chunked bodies, and rewrite_request_head as proxy.c calls it (a chunked body
- * is collected and its head gets Content-Length afterwards). Pipelined
- * requests are handled in turn.
+ * takes in the daemon: src/request.c's reader (the raw-byte head scan, llhttp,
+ * the capture into struct http_head with folding and CR/LF in values refused,
+ * the head checks, chunk_check beside llhttp for chunked bodies) and its
+ * routing with the same-origin check, then rewrite_request_head as proxy.c
+ * calls it (a chunked body is collected and its head gets Content-Length
+ * afterwards). Pipelined requests are handled in turn.
  *
  * Each rewritten head must be, by an RFC 9112 reading independent of llhttp,
  * a request line and "token: value" lines without control bytes, and must
@@ -21,14 +19,15 @@
  * Origin and Referer only on the upstream's origin, and every other header of
  * the client's passed through unchanged.
  *
- * The head checks are src/request.c's, the very code the server runs. The
- * feeding loop, routing and parser callbacks are a copy of server.c's static
- * functions (conn_feed, route_request, the callbacks); keep them in step.
+ * The reader and the routing are the very code the server runs; what stands
+ * in for server.c and proxy.c here is their use of the reader's events (the
+ * feeding loop, what each route does with a request).
  *
- * The capture is also checked against an independent one, and the whole input
- * is run twice, in one piece and in pieces whose sizes come from the input:
- * what the upstream would receive must not depend on how reads were split.
- * FUZZ_DEBUG=1 in the environment prints the callbacks, for triage.
+ * Each captured head is also checked against an independent capture, made by
+ * a plain llhttp over the whole input beforehand, and the whole input is run
+ * twice, in one piece and in pieces whose sizes come from the input: what the
+ * upstream would receive must not depend on how reads were split.
+ * FUZZ_DEBUG=1 in the environment prints that capture's callbacks, for triage.
  */
 #include <errno.h>
 #include <llhttp.h>
@@ -55,25 +54,27 @@ static const char *const upstreams[] = {"http://localhost:8080", "http://[::1]:8
 static const char *const client_addrs[] = {"192.0.2.7", "2001:db8::7"};
 static struct url parsed_upstreams[sizeof upstreams / sizeof upstreams[0]];
 
-/* The part of server.c's client_conn (and proxy.c's exchange) that the parser callbacks use. */
+/*
+ * The independent capture: each request's head as a plain llhttp reports it,
+ * over the whole input in one piece.
+ */
+struct capture {
+    struct fuzz_msg msgs[MAX_MESSAGES];
+    unsigned head_fields[MAX_MESSAGES]; /* how many of a msg's fields are its head's (the rest: trailers) */
+    unsigned count;                     /* requests complete */
+    unsigned heads;                     /* requests whose head is complete */
+};
+static struct capture captured;
+
+/* The part of server.c's client_conn (and proxy.c's exchange) that the reader's events use. */
 struct client {
-    llhttp_t parser;
-    struct http_head head;
-    struct fuzz_msg raw;  /* the independent capture */
-    unsigned head_fields; /* how many of raw's fields are the head's (the rest are trailers) */
+    struct request_reader req;
     const struct url *up;
     const char *client_addr;
-    int head_error;
-    bool value_started, value_piece_at_end;
-    const char *feed_end;
-    struct head_scan scan; /* raw-byte checks of the current head */
-    bool checking_chunks;
-    struct chunk_check chunks;
     bool stop; /* the connection would be closed */
     bool collect;
     struct buf pending; /* a collected request's head, waiting for its body's length */
     uint64_t body_len;
-    bool body_too_large;
     unsigned messages;
     struct buf transcript; /* what the upstream would get, and why requests were refused */
 };
@@ -144,11 +145,12 @@ static void fail_head(const char *what, const char *out, size_t len)
 
 static void verify(struct client *c, const char *out, size_t len, bool has_length, uint64_t length)
 {
-    const struct fuzz_msg *in = &c->raw;
+    const struct fuzz_msg *in = &captured.msgs[c->messages];
+    unsigned head_fields = captured.head_fields[c->messages];
     /* Only what qBittorrent's HTTP/1.1 server can take is passed on as HTTP/1.1. */
-    FUZZ_CHECK(c->parser.http_major == 1 && c->parser.http_minor <= 1,
-               "an HTTP/%d.%d request (%s) was passed on as HTTP/1.1", c->parser.http_major,
-               c->parser.http_minor, llhttp_method_name(llhttp_get_method(&c->parser)));
+    FUZZ_CHECK(c->req.parser.http_major == 1 && c->req.parser.http_minor <= 1,
+               "an HTTP/%d.%d request (%s) was passed on as HTTP/1.1", c->req.parser.http_major,
+               c->req.parser.http_minor, llhttp_method_name(llhttp_get_method(&c->req.parser)));
     llhttp_settings_t s;
     fuzz_reparse_settings(&s, 0);
     llhttp_t p;
@@ -179,7 +181,7 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
     HEAD_CHECK(llhttp_get_error_pos(&p) == out + len, "bytes after the rewritten head");
     HEAD_CHECK(!m->overflow, "too many headers");
     HEAD_CHECK(p.http_major == 1 && p.http_minor == 1, "not HTTP/1.1");
-    HEAD_CHECK(llhttp_get_method(&p) == llhttp_get_method(&c->parser), "method changed");
+    HEAD_CHECK(llhttp_get_method(&p) == llhttp_get_method(&c->req.parser), "method changed");
     HEAD_CHECK(!(p.flags & F_CHUNKED) && !(p.flags & F_TRANSFER_ENCODING), "Transfer-Encoding upstream");
 
     /* The target: the prefix, then the client's target unchanged. */
@@ -203,7 +205,7 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
             fuzz_msg_count(m, "keep-alive", NULL) == 0 && fuzz_msg_count(m, "proxy-connection", NULL) == 0 &&
             fuzz_msg_count(m, "proxy-authorization", NULL) == 0 && fuzz_msg_count(m, "expect", NULL) == 0,
         "hop-by-hop header");
-    bool upgrade = llhttp_get_upgrade(&c->parser);
+    bool upgrade = llhttp_get_upgrade(&c->req.parser);
     HEAD_CHECK(fuzz_msg_count(m, "connection", &i) == 1 && value_is(m, i, upgrade ? "Upgrade" : "keep-alive"),
                "Connection");
     if (!upgrade)
@@ -237,14 +239,14 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
             continue;
         }
         bool found = false;
-        for (unsigned j = 0; j < c->head_fields && !found; j++)
+        for (unsigned j = 0; j < head_fields && !found; j++)
             found = in->fields[j].name_len == nl && in->fields[j].value_len == vl &&
                     strncasecmp(fuzz_field_name(in, j), n, nl) == 0 &&
                     memcmp(fuzz_field_value(in, j), v, vl) == 0;
         HEAD_CHECK(found, "a header the client did not send");
     }
     /* And every end-to-end header of the client's is passed on. */
-    for (unsigned j = 0; j < c->head_fields; j++) {
+    for (unsigned j = 0; j < head_fields; j++) {
         const char *n = fuzz_field_name(in, j), *v = fuzz_field_value(in, j);
         size_t nl = in->fields[j].name_len, vl = in->fields[j].value_len;
         if (dropped_name(n, nl) || named_by_connection(in, n, nl) || fuzz_name_is(n, nl, "origin") ||
@@ -261,92 +263,101 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
     }
 }
 
-/* ---- server.c's callbacks, with proxy.c's use of rewrite_request_head ---- */
+/* ---- the independent capture ---- */
 
-static llhttp_settings_t settings;
+static bool debug; /* FUZZ_DEBUG=1: print the capture's callbacks, for triage */
 
-static void note(struct client *c, const char *what)
+static struct fuzz_msg *capturing(llhttp_t *p)
 {
-    buf_printf(&c->transcript, "[%s]\n", what);
+    struct capture *cap = p->data;
+    return &cap->msgs[cap->count];
 }
 
-static int head_add_result(struct client *c, int rc)
+static int cap_begin(llhttp_t *p)
 {
-    if (rc == 0)
-        return 0;
-    c->head_error = rc == -E2BIG ? 431 : 500;
-    return HPE_USER;
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    struct client *c = p->data;
-    c->head_error = 0;
-    http_head_reset(&c->head);
-    fuzz_msg_reset(&c->raw);
-    c->collect = false;
-    c->body_len = 0;
-    c->body_too_large = false;
-    buf_reset(&c->pending);
+    struct capture *cap = p->data;
+    if (cap->count == MAX_MESSAGES)
+        return HPE_USER; /* the reader is never let further */
+    fuzz_msg_reset(capturing(p));
     return 0;
 }
 
-static int on_url(llhttp_t *p, const char *at, size_t len)
+static int cap_url(llhttp_t *p, const char *at, size_t len)
 {
-    struct client *c = p->data;
-    fuzz_msg_url(&c->raw, at, len);
-    return head_add_result(c, http_head_add_url(&c->head, at, len));
+    return fuzz_msg_url(capturing(p), at, len);
 }
 
-static bool debug; /* FUZZ_DEBUG=1: print the callbacks, for triage */
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
+static int cap_field(llhttp_t *p, const char *at, size_t len)
 {
-    struct client *c = p->data;
     if (debug)
-        fprintf(stderr, "field[%.*s]%s count=%u in_value=%d\n", (int)len, at,
-                at + len == c->feed_end ? " (at end)" : "", c->head.count, c->head.in_value);
-    fuzz_msg_field(&c->raw, at, len);
-    return head_add_result(c, http_head_add_field(&c->head, at, len));
+        fprintf(stderr, "field[%.*s]\n", (int)len, at);
+    return fuzz_msg_field(capturing(p), at, len);
 }
 
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
+static int cap_value(llhttp_t *p, const char *at, size_t len)
 {
-    struct client *c = p->data;
-    /* As server.c: a second piece of a value that did not start where a read ended is a fold. */
     if (debug)
-        fprintf(stderr, "value[%.*s]%s\n", (int)len, at, at + len == c->feed_end ? " (at end)" : "");
-    bool fold = c->value_started && !c->value_piece_at_end;
-    c->value_started = true;
-    c->value_piece_at_end = at + len == c->feed_end;
-    if (fold || memchr(at, '\n', len) || memchr(at, '\r', len)) {
-        c->head_error = 400;
-        return HPE_USER;
+        fprintf(stderr, "value[%.*s]\n", (int)len, at);
+    return fuzz_msg_value(capturing(p), at, len);
+}
+
+static int cap_value_complete(llhttp_t *p)
+{
+    fuzz_msg_value_complete(capturing(p));
+    return 0;
+}
+
+static int cap_headers_complete(llhttp_t *p)
+{
+    struct capture *cap = p->data;
+    cap->head_fields[cap->count] = capturing(p)->count;
+    cap->heads = cap->count + 1;
+    return 0;
+}
+
+static int cap_message_complete(llhttp_t *p)
+{
+    struct capture *cap = p->data;
+    cap->count++;
+    return 0;
+}
+
+/* Captures every request of the input with a plain llhttp, in one piece. */
+static void capture_all(const uint8_t *data, size_t size)
+{
+    static const llhttp_settings_t settings = {
+        .on_message_begin = cap_begin,
+        .on_url = cap_url,
+        .on_header_field = cap_field,
+        .on_header_value = cap_value,
+        .on_header_value_complete = cap_value_complete,
+        .on_headers_complete = cap_headers_complete,
+        .on_message_complete = cap_message_complete,
+    };
+    captured.count = captured.heads = 0;
+    for (unsigned i = 0; i < MAX_MESSAGES; i++) {
+        captured.msgs[i].text = malloc(size + 1);
+        captured.msgs[i].cap = size + 1;
+        FUZZ_CHECK(captured.msgs[i].text != NULL, "out of memory");
     }
-    fuzz_msg_value(&c->raw, at, len);
-    return head_add_result(c, http_head_add_value(&c->head, at, len));
+    llhttp_t p;
+    llhttp_init(&p, HTTP_REQUEST, &settings);
+    p.data = &captured;
+    llhttp_execute(&p, (const char *)data, size);
 }
 
-static int on_header_value_complete(llhttp_t *p)
-{
-    struct client *c = p->data;
-    if (debug)
-        fprintf(stderr, "value complete\n");
-    c->value_started = false;
-    fuzz_msg_value_complete(&c->raw);
-    return 0;
-}
-
-/* The capture src/http.c made must be what llhttp reported. */
+/* The reader's capture of the head of request number c->messages must be the plain llhttp's. */
 static void compare_captures(const struct client *c)
 {
-    const struct http_head *h = &c->head;
-    const struct fuzz_msg *m = &c->raw;
+    FUZZ_CHECK(c->messages < captured.heads, "the reader completed a head a plain llhttp did not");
+    const struct http_head *h = &c->req.head;
+    const struct fuzz_msg *m = &captured.msgs[c->messages];
     size_t url_len;
     const char *url = http_head_url(h, &url_len);
     FUZZ_CHECK(url_len == m->url_len && memcmp(url, m->text + m->url, url_len) == 0,
                "captured target differs");
-    FUZZ_CHECK(h->count == m->count, "http_head has %u headers, llhttp reported %u", h->count, m->count);
+    unsigned fields = captured.head_fields[c->messages];
+    FUZZ_CHECK(h->count == fields, "http_head has %u headers, llhttp reported %u", h->count, fields);
     for (unsigned i = 0; i < h->count; i++) {
         FUZZ_CHECK(h->headers[i].name_len == m->fields[i].name_len &&
                        memcmp(http_header_name(h, i), fuzz_field_name(m, i), m->fields[i].name_len) == 0,
@@ -357,55 +368,46 @@ static void compare_captures(const struct client *c)
     }
 }
 
-static bool url_path_is(const char *url, size_t len, const char *path)
+/* ---- server.c's and proxy.c's use of the reader's events ---- */
+
+static void note(struct client *c, const char *what)
 {
-    size_t plen = strlen(path);
-    return len >= plen && memcmp(url, path, plen) == 0 && (len == plen || url[plen] == '?');
+    buf_printf(&c->transcript, "[%s]\n", what);
 }
 
-static int on_headers_complete(llhttp_t *p)
+static int on_begin(struct request_reader *r)
 {
-    struct client *c = p->data;
+    struct client *c = r->owner;
+    c->collect = false;
+    c->body_len = 0;
+    buf_reset(&c->pending);
+    return 0;
+}
+
+static int on_head(struct request_reader *r)
+{
+    struct client *c = r->owner;
+    llhttp_t *p = &r->parser;
     compare_captures(c);
-    c->head_fields = c->raw.count;
 
-    const char *ambiguity = request_ambiguity(&c->head, p);
-    if (ambiguity) {
-        note(c, "refused");
-        c->stop = true;
-        return HPE_USER;
-    }
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (UINT64_C(1) << 50)) {
-        note(c, "refused");
-        c->stop = true;
-        return HPE_USER;
-    }
-    if (p->flags & F_CHUNKED) {
-        memset(&c->chunks, 0, sizeof c->chunks);
-        c->checking_chunks = true;
-    }
-
-    /* server.c's route_request, for an allowed peer with the port sync running. */
-    size_t url_len;
-    const char *url = http_head_url(&c->head, &url_len);
-    uint8_t method = llhttp_get_method(p);
-    bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-    if (url_path_is(url, url_len, "/healthz") || url_path_is(url, url_len, "/readyz")) {
-        note(c, "local");
-        return 0;
-    }
-    if (method == HTTP_CONNECT || url_len == 0 || url[0] != '/') {
-        note(c, "refused");
-        c->stop = true;
-        return HPE_USER;
-    }
-    if (url_path_is(url, url_len, "/sync") || url_path_is(url, url_len, "/metrics")) {
-        note(c, "sync");
-        return 0;
-    }
+    /* server.c's on_request_head, for an allowed peer with the port sync and the proxy configured. */
     char why[256];
     memset(why, 'Z', sizeof why);
-    if (rewrite_check_origin(&c->head, why, sizeof why) != 0) {
+    bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+    switch (request_route(r, true, true, true, why, sizeof why)) {
+    case ROUTE_HEALTHZ:
+    case ROUTE_READYZ:
+        note(c, "local");
+        return 0;
+    case ROUTE_SYNC:
+    case ROUTE_METRICS:
+        note(c, "sync");
+        return 0;
+    case ROUTE_BAD_TARGET:
+        note(c, "refused");
+        c->stop = true;
+        return HPE_USER;
+    case ROUTE_CROSS_ORIGIN:
         FUZZ_CHECK(memchr(why, '\0', sizeof why) && why[0], "refused without a reason");
         note(c, "401 cross-origin");
         if (body) {
@@ -413,12 +415,19 @@ static int on_headers_complete(llhttp_t *p)
             return HPE_USER;
         }
         return 0;
+    case ROUTE_DENIED:
+    case ROUTE_NO_UPSTREAM:
+        FUZZ_CHECK(0, "an allowed peer with a proxy configured was not proxied");
+        return HPE_USER;
+    case ROUTE_PROXY:
+        break;
     }
 
     /* proxy_begin: a chunked body is collected, a Content-Length body streams. */
+    uint8_t method = llhttp_get_method(p);
     c->collect = (p->flags & F_CHUNKED) != 0;
     bool has_body = !c->collect && (p->flags & F_CONTENT_LENGTH) && p->content_length > 0;
-    struct rewrite_request r = {
+    struct rewrite_request rw = {
         .method = llhttp_method_name(method),
         .upstream = c->up,
         .client_addr = c->client_addr,
@@ -428,7 +437,7 @@ static int on_headers_complete(llhttp_t *p)
     };
     struct buf out;
     buf_init(&out, 64 * 1024 + HEAD_LIMIT);
-    int rc = rewrite_request_head(&out, &c->head, &r);
+    int rc = rewrite_request_head(&out, &r->head, &rw);
     FUZZ_CHECK(rc == 0, "rewrite_request_head failed: %d", rc);
     if (c->collect) {
         /* proxy.c keeps the head without its blank line; proxy_end adds Content-Length. */
@@ -443,9 +452,9 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
-static int on_body(llhttp_t *p, const char *at, size_t len)
+static int on_body(struct request_reader *r, const char *at, size_t len)
 {
-    struct client *c = p->data;
+    struct client *c = r->owner;
     (void)at;
     if (c->collect) {
         c->body_len += len;
@@ -458,11 +467,9 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static int on_message_complete(llhttp_t *p)
+static int on_complete(struct request_reader *r)
 {
-    struct client *c = p->data;
-    head_scan_reset(&c->scan);
-    c->checking_chunks = false;
+    struct client *c = r->owner;
     if (c->collect) {
         buf_printf(&c->pending, "Content-Length: %llu\r\n\r\n", (unsigned long long)c->body_len);
         verify(c, c->pending.data, c->pending.len, true, c->body_len);
@@ -472,47 +479,32 @@ static int on_message_complete(llhttp_t *p)
     if (c->messages >= MAX_MESSAGES)
         c->stop = true;
     /* After an upgrade request the connection is a tunnel (101) or closed, never HTTP again. */
-    if (llhttp_get_upgrade(p)) {
+    if (llhttp_get_upgrade(&r->parser)) {
         note(c, "upgrade");
         c->stop = true;
     }
     return HPE_PAUSED;
 }
 
+static const struct request_events events = {
+    .on_begin = on_begin,
+    .on_head = on_head,
+    .on_body = on_body,
+    .on_complete = on_complete,
+};
+
 /* Feeds one read as server.c's conn_feed does. */
 static void feed(struct client *c, const char *data, size_t len)
 {
     while (len > 0 && !c->stop) {
-        size_t n = len;
-        if (!c->scan.done) {
-            if (head_scan_feed(&c->scan, HEAD_LIMIT, data, len, &n) != 0) {
-                note(c, "refused");
-                c->stop = true;
-                break;
-            }
-        } else if (c->checking_chunks) {
-            size_t used = 0;
-            int rc = chunk_check_feed(&c->chunks, data, len, &used);
-            if (rc < 0) {
-                note(c, "refused");
-                c->stop = true;
-                break;
-            }
-            if (rc == 1)
-                c->checking_chunks = false;
-        }
-        c->feed_end = data + n;
-        enum llhttp_errno err = llhttp_execute(&c->parser, data, n);
-        if (err == HPE_OK) {
-            data += n;
-            len -= n;
+        size_t used;
+        enum llhttp_errno err = request_reader_execute(&c->req, data, len, &used);
+        data += used;
+        len -= used;
+        if (err == HPE_OK)
             continue;
-        }
         if (err == HPE_PAUSED) {
-            const char *pos = llhttp_get_error_pos(&c->parser);
-            len -= (size_t)(pos - data);
-            data = pos;
-            llhttp_resume(&c->parser);
+            request_reader_resume(&c->req);
             continue;
         }
         if (err == HPE_PAUSED_UPGRADE) {
@@ -523,6 +515,7 @@ static void feed(struct client *c, const char *data, size_t len)
         }
         /* Which check refuses first may depend on the pieces (llhttp's token check or our header
          * cap, say); that a request is refused, and where, may not. */
+        FUZZ_CHECK(c->stop || c->req.status != 0, "a request refused without a status");
         if (!c->stop)
             note(c, "refused");
         c->stop = true;
@@ -532,8 +525,6 @@ static void feed(struct client *c, const char *data, size_t len)
 /* Feeds the input in pieces of the given sizes (max_piece 0: all at once). */
 static void run(struct client *c, const uint8_t *data, size_t size, uint64_t seed, size_t max_piece)
 {
-    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
-    c->parser.data = c;
     const char *d = (const char *)data;
     size_t left = size;
     while (left > 0 && !c->stop) {
@@ -559,24 +550,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     const char *d = getenv("FUZZ_DEBUG");
     debug = d && strcmp(d, "1") == 0;
-    llhttp_settings_init(&settings);
-    settings.on_message_begin = on_message_begin;
-    settings.on_url = on_url;
-    settings.on_header_field = on_header_field;
-    settings.on_header_value = on_header_value;
-    settings.on_header_value_complete = on_header_value_complete;
-    settings.on_headers_complete = on_headers_complete;
-    settings.on_body = on_body;
-    settings.on_message_complete = on_message_complete;
     return 0;
 }
 
 static void client_init(struct client *c, size_t size, uint64_t h)
 {
     memset(c, 0, sizeof *c);
-    http_head_init(&c->head, HEAD_LIMIT);
-    c->raw.text = malloc(size + 1);
-    c->raw.cap = size + 1;
+    request_reader_init(&c->req, HEAD_LIMIT, &events, c);
     c->up = &parsed_upstreams[h % (sizeof upstreams / sizeof upstreams[0])];
     c->client_addr = client_addrs[(h >> 8) % 2];
     buf_init(&c->pending, 2 * 1024 * 1024);
@@ -585,8 +565,7 @@ static void client_init(struct client *c, size_t size, uint64_t h)
 
 static void client_free(struct client *c)
 {
-    http_head_free(&c->head);
-    free(c->raw.text);
+    request_reader_free(&c->req);
     buf_free(&c->pending);
     buf_free(&c->transcript);
 }
@@ -598,6 +577,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t h = fuzz_hash(data, size);
     static const size_t max_pieces[] = {1, 2, 3, 5, 8, 16, 64, 512};
 
+    capture_all(data, size);
     client_init(&whole, size, h);
     run(&whole, data, size, 0, 0);
     if (debug)
@@ -615,5 +595,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     client_free(&pieces);
     free(reparsed.text);
     reparsed.text = NULL;
+    for (unsigned i = 0; i < MAX_MESSAGES; i++) {
+        free(captured.msgs[i].text);
+        captured.msgs[i].text = NULL;
+    }
     return 0;
 }

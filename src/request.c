@@ -1,9 +1,13 @@
-/* request.c - the request checks llhttp 8.1 does not make. */
+/* request.c - llhttp with the request checks 8.1 does not make, and routing. */
 #include "request.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
+
+#include "rewrite.h"
 
 void head_scan_reset(struct head_scan *s)
 {
@@ -84,4 +88,214 @@ const char *request_ambiguity(const struct http_head *head, const llhttp_t *p)
     if (hosts == 0 && p->http_minor >= 1)
         return "missing Host header";
     return NULL;
+}
+
+/* ---- the reader ---- */
+
+static int refuse(struct request_reader *r, int status, const char *reason)
+{
+    r->status = status;
+    r->reason = reason;
+    return HPE_USER;
+}
+
+/* An event's answer; anything but going on or pausing means the owner gave up. */
+static int event_result(struct request_reader *r, int rc)
+{
+    if (rc != 0 && rc != HPE_PAUSED)
+        r->owner_stopped = true;
+    return rc;
+}
+
+static int capture_result(struct request_reader *r, int rc)
+{
+    if (rc == 0)
+        return 0;
+    return rc == -E2BIG ? refuse(r, 431, "request head too large") : refuse(r, 500, "out of memory");
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct request_reader *r = p->data;
+    r->head_complete = false;
+    r->status = 0;
+    r->reason = NULL;
+    http_head_reset(&r->head);
+    return r->events->on_begin ? event_result(r, r->events->on_begin(r)) : 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct request_reader *r = p->data;
+    return capture_result(r, http_head_add_url(&r->head, at, len));
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct request_reader *r = p->data;
+    return capture_result(r, http_head_add_field(&r->head, at, len));
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct request_reader *r = p->data;
+    /*
+     * llhttp accepts obsolete line folding and delivers the continuation as
+     * a second piece of the same value. A value is legitimately in pieces
+     * only where the bytes given to llhttp ended, so a second piece after one
+     * that did not reach that end is a fold; a proxy must refuse it (RFC 9112, 5.2).
+     */
+    bool fold = r->value_started && !r->value_piece_at_end;
+    r->value_started = true;
+    r->value_piece_at_end = at + len == r->feed_end;
+    if (fold || memchr(at, '\n', len) || memchr(at, '\r', len))
+        return refuse(r, 400, "obsolete line folding in a header");
+    return capture_result(r, http_head_add_value(&r->head, at, len));
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct request_reader *r = p->data;
+    r->value_started = false;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct request_reader *r = p->data;
+    r->head_complete = true;
+    const char *ambiguity = request_ambiguity(&r->head, p);
+    if (ambiguity)
+        return refuse(r, 400, ambiguity);
+    /* Far beyond any upload; a length near 2^64 only makes arithmetic elsewhere fragile. */
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (UINT64_C(1) << 50))
+        return refuse(r, 413, "Content-Length too large");
+    if (p->flags & F_CHUNKED) {
+        memset(&r->chunks, 0, sizeof r->chunks);
+        r->checking_chunks = true;
+    }
+    return r->events->on_head ? event_result(r, r->events->on_head(r)) : 0;
+}
+
+static int on_chunk_header(llhttp_t *p)
+{
+    struct request_reader *r = p->data;
+    return r->events->on_chunk ? event_result(r, r->events->on_chunk(r)) : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct request_reader *r = p->data;
+    return r->events->on_body ? event_result(r, r->events->on_body(r, at, len)) : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct request_reader *r = p->data;
+    head_scan_reset(&r->scan);
+    r->checking_chunks = false;
+    return r->events->on_complete ? event_result(r, r->events->on_complete(r)) : 0;
+}
+
+static const llhttp_settings_t reader_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void request_reader_init(struct request_reader *r, size_t head_limit, const struct request_events *events,
+                         void *owner)
+{
+    memset(r, 0, sizeof *r);
+    http_head_init(&r->head, head_limit);
+    r->head_limit = head_limit;
+    r->events = events;
+    r->owner = owner;
+    llhttp_init(&r->parser, HTTP_REQUEST, &reader_settings);
+    r->parser.data = r;
+}
+
+void request_reader_free(struct request_reader *r)
+{
+    http_head_free(&r->head);
+}
+
+enum llhttp_errno request_reader_execute(struct request_reader *r, const char *data, size_t len, size_t *used)
+{
+    /* A head goes to llhttp alone, so its end is where on_headers_complete can look at the body. */
+    size_t n = len;
+    *used = 0;
+    if (!r->scan.done) {
+        if (r->scan.bytes == 0 && len > 0)
+            r->head_complete = false; /* a new request: the last one's head no longer counts */
+        int status = head_scan_feed(&r->scan, r->head_limit, data, len, &n);
+        if (status) {
+            refuse(r, status, status == 431 ? "request head too large" : "bare LF as a line end in the head");
+            return HPE_USER;
+        }
+    } else if (r->checking_chunks) {
+        size_t body_len = 0;
+        int rc = chunk_check_feed(&r->chunks, data, len, &body_len);
+        if (rc < 0) {
+            refuse(r, 400, "malformed chunked framing");
+            return HPE_USER;
+        }
+        if (rc == 1)
+            r->checking_chunks = false;
+    }
+    r->feed_end = data + n;
+    enum llhttp_errno err = llhttp_execute(&r->parser, data, n);
+    if (err == HPE_OK) {
+        *used = n;
+    } else if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        *used = (size_t)(llhttp_get_error_pos(&r->parser) - data);
+    } else if (!r->status && !r->owner_stopped) {
+        refuse(r, 400, llhttp_get_error_reason(&r->parser));
+    }
+    return err;
+}
+
+void request_reader_resume(struct request_reader *r)
+{
+    llhttp_resume(&r->parser);
+}
+
+/* ---- routing ---- */
+
+static bool url_path_is(const char *url, size_t len, const char *path)
+{
+    size_t plen = strlen(path);
+    return len >= plen && memcmp(url, path, plen) == 0 && (len == plen || url[plen] == '?');
+}
+
+enum route request_route(const struct request_reader *r, bool peer_allowed, bool have_sync, bool have_proxy,
+                         char *why, size_t why_size)
+{
+    uint8_t method = r->parser.method;
+    size_t url_len;
+    const char *url = http_head_url(&r->head, &url_len);
+
+    /* Health probes come from the node or the kubelet, not from the allowed networks. */
+    if (url_path_is(url, url_len, "/healthz"))
+        return ROUTE_HEALTHZ;
+    if (url_path_is(url, url_len, "/readyz") && have_sync)
+        return ROUTE_READYZ;
+    if (!peer_allowed)
+        return ROUTE_DENIED;
+    /* Only origin-form targets ("/path"): no absolute URLs, no CONNECT, no "*". */
+    if (method == HTTP_CONNECT || url_len == 0 || url[0] != '/')
+        return ROUTE_BAD_TARGET;
+    if (url_path_is(url, url_len, "/sync") && have_sync)
+        return ROUTE_SYNC;
+    if (url_path_is(url, url_len, "/metrics"))
+        return ROUTE_METRICS;
+    if (rewrite_check_origin(&r->head, why, why_size) != 0)
+        return ROUTE_CROSS_ORIGIN;
+    return have_proxy ? ROUTE_PROXY : ROUTE_NO_UPSTREAM;
 }

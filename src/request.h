@@ -1,8 +1,10 @@
 /*
- * request.h - checks on a request that Debian's llhttp 8.1 lets through, made
- * beside it: bare LF line ends and the true size of a head (on the raw
- * bytes), and heads whose framing or Host a proxy must not guess at. Pure, so
- * the server and the fuzzers run the same code.
+ * request.h - reading a client's requests: llhttp (HTTP_REQUEST) with the
+ * checks Debian's llhttp 8.1 does not make done beside it (bare LF line ends
+ * and the true size of a head, on the raw bytes; obsolete line folding;
+ * heads whose framing or Host a proxy must not guess at; strict chunked
+ * framing), the capture of each head, and where a request goes. Pure (no
+ * I/O, no event loop), so the server and the fuzzers run the same code.
  */
 #ifndef QGS_REQUEST_H
 #define QGS_REQUEST_H
@@ -34,5 +36,85 @@ int head_scan_feed(struct head_scan *s, size_t limit, const char *data, size_t l
 
 /* Returns why a parsed head is ambiguous in a way llhttp accepts (a reason for a 400), or NULL. */
 const char *request_ambiguity(const struct http_head *head, const llhttp_t *p);
+
+struct request_reader;
+
+/*
+ * What a reader reports to its owner. Each returns 0 to go on, HPE_PAUSED to
+ * stop right after this event (request_reader_execute returns there), or
+ * HPE_USER when the owner has given up on the connection.
+ */
+struct request_events {
+    int (*on_begin)(struct request_reader *r); /* the first byte of a request */
+    int (*on_head)(struct request_reader *r);  /* a head that passed every check */
+    int (*on_chunk)(struct request_reader *r); /* a chunk starts: its size is parser.content_length */
+    int (*on_body)(struct request_reader *r, const char *at, size_t len);
+    int (*on_complete)(struct request_reader *r);
+};
+
+/*
+ * One connection's request reader. The owner reads parser (method, version,
+ * flags, content_length, keep-alive) and head; the rest is the reader's.
+ */
+struct request_reader {
+    llhttp_t parser;
+    struct http_head head; /* the current request's head (with any trailers after it) */
+    bool head_complete;    /* head (and the parser's method) is the current request's, all of it */
+    int status;            /* why the request was refused: 400, 413, 431 or 500; else 0 */
+    const char *reason;    /* with status: what was wrong, for the answer and the log */
+    void *owner;
+    const struct request_events *events;
+    size_t head_limit;
+    struct head_scan scan;
+    struct chunk_check chunks;
+    bool checking_chunks;
+    bool value_started;      /* a header value is being delivered in pieces */
+    bool value_piece_at_end; /* its last piece ended where the bytes given to llhttp did */
+    const char *feed_end;    /* the end of the bytes llhttp is parsing now */
+    bool owner_stopped;      /* an event returned HPE_USER */
+};
+
+/* Prepares a reader for heads of at most head_limit bytes. Allocates nothing yet. */
+void request_reader_init(struct request_reader *r, size_t head_limit, const struct request_events *events,
+                         void *owner);
+
+/* Frees what the reader holds. */
+void request_reader_free(struct request_reader *r);
+
+/*
+ * Parses the start of data, up to where the reader must look again (the end
+ * of a head) or an event paused. Returns HPE_OK with *used bytes consumed
+ * (call again with the rest), HPE_PAUSED or HPE_PAUSED_UPGRADE with *used
+ * the bytes before the point where parsing stopped (resume with
+ * request_reader_resume), or an error: the request is refused, with
+ * status and reason set, unless an event's HPE_USER stopped it (then the
+ * owner knows why).
+ */
+enum llhttp_errno request_reader_execute(struct request_reader *r, const char *data, size_t len,
+                                         size_t *used);
+
+/* Lets a paused reader go on. */
+void request_reader_resume(struct request_reader *r);
+
+/* Where a request goes, decided once its head is complete. */
+enum route {
+    ROUTE_PROXY,
+    ROUTE_HEALTHZ,
+    ROUTE_READYZ,
+    ROUTE_SYNC,
+    ROUTE_METRICS,
+    ROUTE_DENIED,
+    ROUTE_BAD_TARGET,
+    ROUTE_CROSS_ORIGIN,
+    ROUTE_NO_UPSTREAM,
+};
+
+/*
+ * Routes a complete head from a peer allowed in or not, with the port sync
+ * (/sync, /readyz) and the proxy configured or not. For ROUTE_CROSS_ORIGIN,
+ * why says what did not match.
+ */
+enum route request_route(const struct request_reader *r, bool peer_allowed, bool have_sync, bool have_proxy,
+                         char *why, size_t why_size);
 
 #endif

@@ -35,27 +35,13 @@ enum conn_phase {
     PHASE_LINGER, /* last response sent and write side shut: discard input until EOF */
 };
 
-/* Where a request goes, decided when its head is complete. */
-enum route {
-    ROUTE_PROXY,
-    ROUTE_HEALTHZ,
-    ROUTE_READYZ,
-    ROUTE_SYNC,
-    ROUTE_METRICS,
-    ROUTE_DENIED,
-    ROUTE_BAD_TARGET,
-    ROUTE_CROSS_ORIGIN,
-    ROUTE_NO_UPSTREAM,
-};
-
 struct client_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shutdown_req;
     struct server *srv;
     struct client_conn *prev, *next;
-    llhttp_t parser;
-    struct http_head head;
+    struct request_reader req;
     struct buf stash;          /* received bytes held while the parser waits */
     struct proxy_exchange *ex; /* the proxied exchange in progress, or NULL */
     struct sync_waiter waiter; /* a /sync waiting for its reconcile */
@@ -64,16 +50,8 @@ struct client_conn {
     enum route route;
     int handles_open;
     unsigned writes_pending;
-    int head_error; /* status chosen by a parser callback (431), else 0 */
-    const char *head_error_reason;
-    bool value_started;    /* a header value is being delivered in pieces */
-    struct head_scan scan; /* raw-byte checks of the current head */
-    bool checking_chunks;  /* a chunked body is being checked */
-    struct chunk_check chunks;
-    bool value_piece_at_end; /* its last piece ended where the read did */
-    const char *feed_end;    /* the end of the bytes llhttp is parsing now */
-    bool closing;            /* uv_close called; freed in the last close callback */
-    bool close_after_write;  /* no more requests: shut down once the writes drain */
+    bool closing;           /* uv_close called; freed in the last close callback */
+    bool close_after_write; /* no more requests: shut down once the writes drain */
     bool shutting_down;
     bool reading;      /* uv_read_start is in effect */
     bool waiting;      /* the proxy holds the request until client_continue */
@@ -104,7 +82,6 @@ struct server {
     bool stopping, listener_closed, stopped;
     void (*on_stopped)(void *arg);
     void *stop_arg;
-    llhttp_settings_t settings;
     struct log_limiter deny_limit, client_error_limit;
     /*
      * Its own malloc, not part of the calloc'ed struct: calloc would zero (and
@@ -316,7 +293,7 @@ static void on_conn_handle_closed(uv_handle_t *handle)
         c->next->prev = c->prev;
     srv->nconns--;
     metrics.client_connections--;
-    http_head_free(&c->head);
+    request_reader_free(&c->req);
     buf_free(&c->stash);
     free(c);
     server_maybe_stopped(srv);
@@ -353,14 +330,14 @@ static void conn_close(struct client_conn *c)
 static void access_log(struct client_conn *c, int status, size_t bytes)
 {
     size_t url_len;
-    const char *url = http_head_url(&c->head, &url_len);
+    const char *url = http_head_url(&c->req.head, &url_len);
     char path[256], status_text[8], bytes_text[24];
     snprintf(path, sizeof path, "%.*s", (int)(url_len < sizeof path ? url_len : sizeof path - 1), url);
     snprintf(status_text, sizeof status_text, "%d", status);
     snprintf(bytes_text, sizeof bytes_text, "%zu", bytes);
     const char *kv[] = {
         "client", c->peer,
-        "method", c->phase == PHASE_HEAD ? "-" : llhttp_method_name(llhttp_get_method(&c->parser)),
+        "method", c->req.head_complete ? llhttp_method_name(llhttp_get_method(&c->req.parser)) : "-",
         "path",   path,
         "status", status_text,
         "bytes",  bytes_text};
@@ -371,7 +348,7 @@ static void respond_body(struct client_conn *c, int status, const char *content_
                          const char *extra_headers, const char *body, size_t body_len, bool keep_alive)
 {
     char head[RESPONSE_MAX];
-    bool head_only = llhttp_get_method(&c->parser) == HTTP_HEAD && c->phase != PHASE_HEAD;
+    bool head_only = c->req.head_complete && llhttp_get_method(&c->req.parser) == HTTP_HEAD;
     if (!keep_alive || c->srv->stopping)
         c->close_after_write = true;
     int n = http_format_head(head, sizeof head, status, content_type, extra_headers, body_len,
@@ -434,7 +411,7 @@ static void feed_stash(struct client_conn *c)
 void client_continue(struct client_conn *c)
 {
     c->waiting = false;
-    llhttp_resume(&c->parser);
+    request_reader_resume(&c->req);
     feed_stash(c);
 }
 
@@ -470,7 +447,7 @@ void client_exchange_done(struct client_conn *c, int keep_alive)
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
     if (c->in_feed)
         return; /* the feeding loop goes on with the next request */
-    llhttp_resume(&c->parser);
+    request_reader_resume(&c->req);
     feed_stash(c);
 }
 
@@ -490,61 +467,40 @@ void client_abort(struct client_conn *c)
 
 /* ---- routing ---- */
 
-static bool url_path_is(const char *url, size_t len, const char *path)
-{
-    size_t plen = strlen(path);
-    return len >= plen && memcmp(url, path, plen) == 0 && (len == plen || url[plen] == '?');
-}
-
 static enum route route_request(struct client_conn *c)
 {
     struct server *srv = c->srv;
-    uint8_t method = llhttp_get_method(&c->parser);
-    size_t url_len;
-    const char *url = http_head_url(&c->head, &url_len);
     char why[256];
-
-    /* Health probes come from the node or the kubelet, not from the allowed networks. */
-    if (url_path_is(url, url_len, "/healthz"))
-        return ROUTE_HEALTHZ;
-    if (url_path_is(url, url_len, "/readyz") && srv->sync)
-        return ROUTE_READYZ;
-    if (!c->peer_allowed) {
+    enum route route =
+        request_route(&c->req, c->peer_allowed, srv->sync != NULL, srv->proxy != NULL, why, sizeof why);
+    if (route == ROUTE_DENIED) {
+        metrics.denied_requests++;
         if (log_limiter_allow(&srv->deny_limit, uv_now(srv->loop))) {
             /* What the client sent goes into fields, which the log escapes, never into the message. */
+            size_t url_len;
+            const char *url = http_head_url(&c->req.head, &url_len);
             char msg[96], path[201];
             snprintf(msg, sizeof msg, "denied %s (not in ALLOWED_IPS)", c->peer);
             snprintf(path, sizeof path, "%.*s", (int)(url_len > 200 ? 200 : url_len), url);
-            const char *kv[] = {"method", llhttp_method_name(method), "path", path};
+            const char *kv[] = {"method", llhttp_method_name(llhttp_get_method(&c->req.parser)), "path",
+                                path};
             log_fields(LOG_WARN, msg, kv, 4);
         }
-        metrics.denied_requests++;
-        return ROUTE_DENIED;
+    } else if (route == ROUTE_CROSS_ORIGIN &&
+               log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop))) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "client %s: cross-origin request refused", c->peer);
+        const char *kv[] = {"detail", why};
+        log_fields(LOG_WARN, msg, kv, 2);
     }
-    /* Only origin-form targets ("/path"): no absolute URLs, no CONNECT, no "*". */
-    if (method == HTTP_CONNECT || url_len == 0 || url[0] != '/')
-        return ROUTE_BAD_TARGET;
-    if (url_path_is(url, url_len, "/sync") && srv->sync)
-        return ROUTE_SYNC;
-    if (url_path_is(url, url_len, "/metrics"))
-        return ROUTE_METRICS;
-    if (rewrite_check_origin(&c->head, why, sizeof why) != 0) {
-        if (log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop))) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "client %s: cross-origin request refused", c->peer);
-            const char *kv[] = {"detail", why};
-            log_fields(LOG_WARN, msg, kv, 2);
-        }
-        return ROUTE_CROSS_ORIGIN;
-    }
-    return srv->proxy ? ROUTE_PROXY : ROUTE_NO_UPSTREAM;
+    return route;
 }
 
 /* Answers a request the sidecar serves itself. */
 static void respond_local(struct client_conn *c)
 {
-    bool keep_alive = llhttp_should_keep_alive(&c->parser) && !llhttp_get_upgrade(&c->parser);
-    uint8_t method = llhttp_get_method(&c->parser);
+    bool keep_alive = llhttp_should_keep_alive(&c->req.parser) && !llhttp_get_upgrade(&c->req.parser);
+    uint8_t method = llhttp_get_method(&c->req.parser);
     switch (c->route) {
     case ROUTE_HEALTHZ:
         if (method == HTTP_GET || method == HTTP_HEAD)
@@ -611,71 +567,20 @@ static void respond_local(struct client_conn *c)
 static void on_sync_done(struct sync_waiter *w, int status, const char *json)
 {
     struct client_conn *c = (struct client_conn *)((char *)w - offsetof(struct client_conn, waiter));
-    bool keep_alive = llhttp_should_keep_alive(&c->parser);
+    bool keep_alive = llhttp_should_keep_alive(&c->req.parser);
     c->sync_waiting = false;
-    c->phase = PHASE_BODY; /* so a HEAD-less answer carries its body */
     respond_typed(c, status, "application/json", NULL, json, keep_alive);
     client_exchange_done(c, keep_alive && !c->close_after_write);
 }
 
 /* ---- parsing ---- */
 
-static int head_add_result(struct client_conn *c, int rc)
+static int on_request_begin(struct request_reader *r)
 {
-    if (rc == 0)
-        return 0;
-    c->head_error = rc == -E2BIG ? 431 : 500;
-    c->head_error_reason = rc == -E2BIG ? "request head too large" : "out of memory";
-    return HPE_USER;
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    struct client_conn *c = p->data;
+    struct client_conn *c = r->owner;
     c->phase = PHASE_HEAD;
-    c->head_error = 0;
-    http_head_reset(&c->head);
     arm_timer(c, c->srv->cfg->header_timeout_ms);
     return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-    struct client_conn *c = p->data;
-    return head_add_result(c, http_head_add_url(&c->head, at, len));
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    struct client_conn *c = p->data;
-    c->value_started = false;
-    return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct client_conn *c = p->data;
-    return head_add_result(c, http_head_add_field(&c->head, at, len));
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct client_conn *c = p->data;
-    /*
-     * llhttp accepts obsolete line folding and delivers the continuation as
-     * a second piece of the same value. A value is legitimately in pieces
-     * only where a read ended, so a second piece after one that did not
-     * reach the end of its buffer is a fold; a proxy must refuse it (RFC 9112, 5.2).
-     */
-    bool fold = c->value_started && !c->value_piece_at_end;
-    c->value_started = true;
-    c->value_piece_at_end = at + len == c->feed_end;
-    if (fold || memchr(at, '\n', len) || memchr(at, '\r', len)) {
-        c->head_error = 400;
-        c->head_error_reason = "obsolete line folding in a header";
-        return HPE_USER;
-    }
-    return head_add_result(c, http_head_add_value(&c->head, at, len));
 }
 
 static bool has_body(const llhttp_t *p)
@@ -683,29 +588,15 @@ static bool has_body(const llhttp_t *p)
     return (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
 }
 
-static int on_headers_complete(llhttp_t *p)
+static int on_request_head(struct request_reader *r)
 {
-    struct client_conn *c = p->data;
+    struct client_conn *c = r->owner;
     c->phase = PHASE_BODY;
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
-    const char *ambiguity = request_ambiguity(&c->head, p);
-    if (ambiguity) {
-        conn_fail(c, 400, ambiguity);
-        return HPE_PAUSED;
-    }
-    /* Far beyond any upload; a length near 2^64 only makes arithmetic elsewhere fragile. */
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (UINT64_C(1) << 50)) {
-        conn_fail(c, 413, "Content-Length too large");
-        return HPE_PAUSED;
-    }
-    if (p->flags & F_CHUNKED) {
-        memset(&c->chunks, 0, sizeof c->chunks);
-        c->checking_chunks = true;
-    }
     c->route = route_request(c);
     /* A refusal need not wait for a body the client may not even send (Expect: 100-continue). */
     if ((c->route == ROUTE_DENIED || c->route == ROUTE_CROSS_ORIGIN || c->route == ROUTE_BAD_TARGET) &&
-        has_body(p)) {
+        has_body(&r->parser)) {
         c->close_after_write = true;
         respond_local(c);
         return HPE_PAUSED;
@@ -713,7 +604,7 @@ static int on_headers_complete(llhttp_t *p)
     if (c->route != ROUTE_PROXY)
         return 0;
     bool wait = false;
-    c->ex = proxy_begin(c->srv->proxy, c, p, &c->head, &wait);
+    c->ex = proxy_begin(c->srv->proxy, c, &r->parser, &r->head, &wait);
     if (!c->ex || wait) {
         c->waiting = wait;
         return HPE_PAUSED; /* hold the body until qBittorrent is connected */
@@ -721,27 +612,25 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
-static int on_chunk_header(llhttp_t *p)
+static int on_request_chunk(struct request_reader *r)
 {
-    struct client_conn *c = p->data;
+    struct client_conn *c = r->owner;
     if (c->ex)
-        proxy_chunk(c->ex, p->content_length);
+        proxy_chunk(c->ex, r->parser.content_length);
     return c->close_after_write || c->closing ? HPE_USER : 0;
 }
 
-static int on_body(llhttp_t *p, const char *at, size_t len)
+static int on_request_body(struct request_reader *r, const char *at, size_t len)
 {
-    struct client_conn *c = p->data;
+    struct client_conn *c = r->owner;
     if (c->ex)
         proxy_body(c->ex, at, len);
     return c->close_after_write || c->closing ? HPE_USER : 0;
 }
 
-static int on_message_complete(llhttp_t *p)
+static int on_request_complete(struct request_reader *r)
 {
-    struct client_conn *c = p->data;
-    head_scan_reset(&c->scan);
-    c->checking_chunks = false;
+    struct client_conn *c = r->owner;
     if (c->ex) {
         c->phase = PHASE_WAIT;
         uv_timer_stop(&c->timer); /* qBittorrent's answer is bounded by the upstream timeouts */
@@ -760,6 +649,14 @@ static int on_message_complete(llhttp_t *p)
     /* Pause so the feeding loop decides whether to go on with pipelined bytes. */
     return HPE_PAUSED;
 }
+
+static const struct request_events request_events = {
+    .on_begin = on_request_begin,
+    .on_head = on_request_head,
+    .on_chunk = on_request_chunk,
+    .on_body = on_request_body,
+    .on_complete = on_request_complete,
+};
 
 static void on_conn_timer(uv_timer_t *t)
 {
@@ -800,36 +697,13 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
                 proxy_tunnel(c->ex, data, len);
             break;
         }
-        /* The head goes to llhttp alone, so its end is where on_headers_complete can look at the body. */
-        size_t n = len;
-        if (!c->scan.done) {
-            int status = head_scan_feed(&c->scan, c->srv->cfg->max_header_size, data, len, &n);
-            if (status) {
-                conn_fail(c, status,
-                          status == 431 ? "request head too large" : "bare LF as a line end in the head");
-                break;
-            }
-        } else if (c->checking_chunks) {
-            size_t used = 0;
-            int rc = chunk_check_feed(&c->chunks, data, len, &used);
-            if (rc < 0) {
-                conn_fail(c, 400, "malformed chunked framing");
-                break;
-            }
-            if (rc == 1)
-                c->checking_chunks = false;
-        }
-        c->feed_end = data + n;
-        enum llhttp_errno err = llhttp_execute(&c->parser, data, n);
-        if (err == HPE_OK) {
-            data += n;
-            len -= n;
+        size_t used;
+        enum llhttp_errno err = request_reader_execute(&c->req, data, len, &used);
+        data += used;
+        len -= used;
+        if (err == HPE_OK)
             continue;
-        }
         if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-            const char *pos = llhttp_get_error_pos(&c->parser);
-            len -= (size_t)(pos - data);
-            data = pos;
             if (c->waiting || c->ex || c->sync_waiting) {
                 stash(c, data, len); /* the body, pipelined requests or tunnel bytes: later */
                 break;
@@ -840,15 +714,12 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
                 conn_after_write(c);
                 break;
             }
-            llhttp_resume(&c->parser);
+            request_reader_resume(&c->req);
             continue;
         }
         if (c->close_after_write || c->closing)
             break; /* a callback already answered */
-        if (c->head_error)
-            conn_fail(c, c->head_error, c->head_error_reason);
-        else
-            conn_fail(c, 400, llhttp_get_error_reason(&c->parser));
+        conn_fail(c, c->req.status ? c->req.status : 400, c->req.reason ? c->req.reason : "bad request");
         break;
     }
     c->in_feed = false;
@@ -939,10 +810,8 @@ static void on_connection(uv_stream_t *listener, int status)
     srv->conns = c;
     srv->nconns++;
     metrics.client_connections++;
-    http_head_init(&c->head, srv->cfg->max_header_size);
+    request_reader_init(&c->req, srv->cfg->max_header_size, &request_events, c);
     buf_init(&c->stash, 2 * READ_BUF_SIZE);
-    llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
-    c->parser.data = c;
 
     int rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
     if (rc < 0) {
@@ -953,7 +822,6 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     peer_describe(c);
     if (srv->nconns > srv->cfg->max_connections) {
-        c->phase = PHASE_HEAD; /* no request parsed: never treat the answer as a HEAD response */
         conn_fail(c, 503, "too many connections; try again later");
         return;
     }
@@ -1020,16 +888,6 @@ int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy,
     srv->sync = sync;
     srv->deny_limit = (struct log_limiter){.what = "denied requests", .window_ms = 10000, .burst = 5};
     srv->client_error_limit = (struct log_limiter){.what = "client errors", .window_ms = 10000, .burst = 5};
-    llhttp_settings_init(&srv->settings);
-    srv->settings.on_message_begin = on_message_begin;
-    srv->settings.on_url = on_url;
-    srv->settings.on_header_field = on_header_field;
-    srv->settings.on_header_value = on_header_value;
-    srv->settings.on_header_value_complete = on_header_value_complete;
-    srv->settings.on_headers_complete = on_headers_complete;
-    srv->settings.on_body = on_body;
-    srv->settings.on_chunk_header = on_chunk_header;
-    srv->settings.on_message_complete = on_message_complete;
     uv_timer_init(loop, &srv->deadline);
     srv->deadline.data = srv;
 
