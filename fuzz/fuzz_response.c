@@ -12,8 +12,9 @@
  * name=value pair with no byte that could not be sent back in a Cookie header,
  * cut from the value before its first ';', never written past outlen.
  *
- * The capture mirrors upstream.c's callbacks (static there), including its
- * refusal of control bytes in the reason, statuses outside 100..599 and empty names.
+ * The capture is upstream.c's, callback for callback, with its checks from
+ * src/http.c (control bytes in the reason, statuses outside 100..599, empty
+ * names); keep the callbacks in step with upstream.c's.
  *
  * Each rewritten response head (for the framings proxy.c chooses, per variant
  * of the request) must be, by an RFC 9112 reading independent of llhttp, a
@@ -158,11 +159,8 @@ static int on_message_begin(llhttp_t *p)
 static int on_status(llhttp_t *p, const char *at, size_t len)
 {
     struct upstream_side *u = p->data;
-    /* As upstream.c: llhttp passes control bytes in the reason phrase; that is no answer. */
-    for (size_t i = 0; i < len; i++) {
-        if (((unsigned char)at[i] < 0x20 && at[i] != '\t') || at[i] == 0x7f)
-            return HPE_USER;
-    }
+    if (http_reason_problem(at, len))
+        return HPE_USER;
     fuzz_msg_url(&u->raw, at, len);
     return http_head_add_url(&u->head, at, len) == 0 ? 0 : HPE_USER;
 }
@@ -194,14 +192,8 @@ static int on_headers_complete(llhttp_t *p)
 {
     struct upstream_side *u = p->data;
     int status = p->status_code;
-    /* As upstream.c: llhttp takes any number up to 999 ("HTTP/1.1 003") and empty header
-     * names (": v"); neither is an answer to pass on. */
-    if (status < 100 || status > 599)
+    if (http_response_problem(&u->head, status))
         return HPE_USER;
-    for (unsigned i = 0; i < u->head.count; i++) {
-        if (u->head.headers[i].name_len == 0)
-            return HPE_USER;
-    }
     if (status >= 100 && status < 200 && status != 101) {
         u->interim = true;
         return 0;

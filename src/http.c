@@ -219,6 +219,26 @@ int chunk_check_feed(struct chunk_check *cc, const char *data, size_t len, size_
     return 0;
 }
 
+const char *http_reason_problem(const char *at, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (((unsigned char)at[i] < 0x20 && at[i] != '\t') || at[i] == 0x7f)
+            return "a control byte in the reason phrase";
+    }
+    return NULL;
+}
+
+const char *http_response_problem(const struct http_head *h, int status)
+{
+    if (status < 100 || status > 599)
+        return "a status code outside 100..599";
+    for (unsigned i = 0; i < h->count; i++) {
+        if (h->headers[i].name_len == 0)
+            return "an empty header name";
+    }
+    return NULL;
+}
+
 const char *http_status_reason(int status)
 {
     switch (status) {

@@ -94,6 +94,16 @@ struct chunk_check {
  */
 int chunk_check_feed(struct chunk_check *cc, const char *data, size_t len, size_t *used);
 
+/*
+ * Checks on a response llhttp accepts but a proxy must not pass on. A reason
+ * phrase (or a piece of it) may hold no control byte but HTAB:
+ * http_reason_problem returns what is wrong with one, or NULL. A complete head
+ * needs a status of 100..599 (llhttp takes "HTTP/1.1 003") and no empty header
+ * name (": v"): http_response_problem returns what is wrong, or NULL.
+ */
+const char *http_reason_problem(const char *at, size_t len);
+const char *http_response_problem(const struct http_head *h, int status);
+
 /* Returns the standard reason phrase for a status code ("Not Found"), or "Unknown". */
 const char *http_status_reason(int status);
 

@@ -2,6 +2,7 @@
 #include "upstream.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ struct upstream_conn {
     int last_error;
     bool reused, got_response, head_done, complete, keep_alive, tunnel;
     bool no_body, request_done, paused, drain_wanted, not_reusable, interim;
+    const char *invalid; /* what a parser callback found wrong with the response, or NULL */
 };
 
 struct write_req {
@@ -179,6 +181,14 @@ static void conn_destroy(struct upstream_conn *c, bool reset)
 
 /* ---- response parsing ---- */
 
+static int head_add_result(struct upstream_conn *c, int rc)
+{
+    if (rc == 0)
+        return 0;
+    c->invalid = rc == -E2BIG ? "a response head too large" : "out of memory";
+    return HPE_USER;
+}
+
 static int on_message_begin(llhttp_t *p)
 {
     struct upstream_conn *c = p->data;
@@ -190,36 +200,31 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
 {
     struct upstream_conn *c = p->data;
     /* llhttp passes control bytes in a reason phrase; the proxy would hand them to the client. */
-    for (size_t i = 0; i < len; i++) {
-        if (((unsigned char)at[i] < 0x20 && at[i] != '\t') || at[i] == 0x7f)
-            return HPE_USER;
-    }
-    return http_head_add_url(&c->head, at, len) == 0 ? 0 : HPE_USER;
+    c->invalid = http_reason_problem(at, len);
+    if (c->invalid)
+        return HPE_USER;
+    return head_add_result(c, http_head_add_url(&c->head, at, len));
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct upstream_conn *c = p->data;
-    return http_head_add_field(&c->head, at, len) == 0 ? 0 : HPE_USER;
+    return head_add_result(c, http_head_add_field(&c->head, at, len));
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct upstream_conn *c = p->data;
-    return http_head_add_value(&c->head, at, len) == 0 ? 0 : HPE_USER;
+    return head_add_result(c, http_head_add_value(&c->head, at, len));
 }
 
 static int on_headers_complete(llhttp_t *p)
 {
     struct upstream_conn *c = p->data;
     int status = p->status_code;
-    /* llhttp takes any number up to 999 ("HTTP/1.1 003") and empty names (": v"): no answer to pass on. */
-    if (status < 100 || status > 599)
+    c->invalid = http_response_problem(&c->head, status);
+    if (c->invalid)
         return HPE_USER;
-    for (unsigned i = 0; i < c->head.count; i++) {
-        if (c->head.headers[i].name_len == 0)
-            return HPE_USER;
-    }
     /* Interim responses (100 Continue, 103) are not passed on; the real one follows. */
     if (status >= 100 && status < 200 && status != 101) {
         c->interim = true;
@@ -281,7 +286,8 @@ static void conn_parse(struct upstream_conn *c, const char *data, size_t len)
         return;
     }
     if (err != HPE_OK) {
-        log_warn("qBittorrent sent an invalid response: %s", llhttp_get_error_reason(&c->parser));
+        log_warn("qBittorrent sent an invalid response: %s",
+                 c->invalid ? c->invalid : llhttp_get_error_reason(&c->parser));
         conn_fail(c, UV_EPROTO);
     }
 }

@@ -5,6 +5,7 @@ connection must never be reused."""
 
 import pytest
 
+from conftest import wait_until
 from proxy_rig import (  # noqa: F401  (fixtures are used by name)
     connect,
     exchange,
@@ -62,6 +63,22 @@ def test_malformed_upstream_response_502_or_aborted(proxy, upstream, head):
             r = None  # aborted after the head: acceptable for a body error
         if r is not None:
             assert r.status == 502, f"malformed upstream answer {head!r} passed as {r}"
+    next_request_ok(d, None)
+
+
+@pytest.mark.parametrize("head,problem", [
+    (b"HTTP/1.1 003 Odd\r\nContent-Length: 2\r\n\r\nok", "a status code outside 100..599"),
+    (b"HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok", "a control byte in the reason phrase"),
+    (b"HTTP/1.1 200 OK\r\n: v\r\nContent-Length: 2\r\n\r\nok", "an empty header name"),
+], ids=["status_003", "control_in_reason", "empty_name"])
+def test_response_llhttp_accepts_but_we_refuse_502_with_the_reason_logged(proxy, upstream, head, problem):
+    # llhttp takes these; passing them on would hand the client a head it cannot trust.
+    d = proxy()
+    upstream.queue(Raw(head, close=True))
+    r = exchange(d, "GET", "/odd")
+    assert r.status == 502, r
+    wait_until(lambda: f"invalid response: {problem}" in d.log(), 5,
+               message=f"no log line naming {problem!r}")
     next_request_ok(d, None)
 
 
