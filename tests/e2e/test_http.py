@@ -38,6 +38,22 @@ def test_healthz_head_then_get_on_one_connection(daemon):
     assert get.version == "HTTP/1.1"
 
 
+def test_error_after_a_head_request_carries_its_body(daemon):
+    # The 400 answers the second request, which is not a HEAD request (it never got as far as a
+    # method): its body must be sent, or the client waits for bytes that never come.
+    d = daemon()
+    with d.connect() as c:
+        c.send(request_bytes("HEAD", "/healthz"))
+        head = c.read_response(head=True)
+        c.send(b"GET /healthz HTTP/1.1\nHost: test\n\n")
+        bad = c.read_response()
+        rest = c.read_until_closed()
+    assert head.status == 200, head
+    assert bad.status == 400, bad
+    assert b"bare LF" in bad.body, bad
+    assert rest == b"", rest
+
+
 def test_healthz_post_405_with_allow(daemon):
     d = daemon()
     r = d.request("POST", "/healthz", body=b"x")
