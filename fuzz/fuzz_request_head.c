@@ -21,7 +21,9 @@
  *
  * The reader and the routing are the very code the server runs; what stands
  * in for server.c and proxy.c here is their use of the reader's events (the
- * feeding loop, what each route does with a request).
+ * feeding loop, what each route does with a request, and, for half of the
+ * inputs, holding each proxied request at its head and releasing it with one
+ * more parse, as when qBittorrent is being connected).
  *
  * Each captured head is also checked against an independent capture, made by
  * a plain llhttp over the whole input beforehand, and the whole input is run
@@ -71,7 +73,9 @@ struct client {
     struct request_reader req;
     const struct url *up;
     const char *client_addr;
-    bool stop; /* the connection would be closed */
+    bool stop;       /* the connection would be closed */
+    bool hold_heads; /* pause at proxied heads, as the server does until qBittorrent is connected */
+    bool held;       /* paused at a head now */
     bool collect;
     struct buf pending; /* a collected request's head, waiting for its body's length */
     uint64_t body_len;
@@ -106,10 +110,13 @@ static bool dropped_name(const char *n, size_t len)
     return memchr(n, '_', len) != NULL || (len >= 12 && strncasecmp(n, "x-forwarded-", 12) == 0);
 }
 
-/* Returns true when a Connection header of m names this header (tokens split on comma, space and tab). */
-static bool named_by_connection(const struct fuzz_msg *m, const char *name, size_t len)
+/*
+ * Returns true when a Connection header among m's first fields (the head's, not
+ * the trailers) names this header (tokens split on comma, space and tab).
+ */
+static bool named_by_connection(const struct fuzz_msg *m, unsigned fields, const char *name, size_t len)
 {
-    for (unsigned i = 0; i < m->count; i++) {
+    for (unsigned i = 0; i < fields; i++) {
         if (!fuzz_name_is(fuzz_field_name(m, i), m->fields[i].name_len, "connection"))
             continue;
         const char *v = fuzz_field_value(m, i), *end = v + m->fields[i].value_len;
@@ -249,8 +256,8 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
     for (unsigned j = 0; j < head_fields; j++) {
         const char *n = fuzz_field_name(in, j), *v = fuzz_field_value(in, j);
         size_t nl = in->fields[j].name_len, vl = in->fields[j].value_len;
-        if (dropped_name(n, nl) || named_by_connection(in, n, nl) || fuzz_name_is(n, nl, "origin") ||
-            fuzz_name_is(n, nl, "referer"))
+        if (dropped_name(n, nl) || named_by_connection(in, head_fields, n, nl) ||
+            fuzz_name_is(n, nl, "origin") || fuzz_name_is(n, nl, "referer"))
             continue;
         bool found = false;
         for (unsigned k = 0; k < m->count && !found; k++)
@@ -449,6 +456,10 @@ static int on_head(struct request_reader *r)
         buf_append(&c->transcript, out.data, out.len);
     }
     buf_free(&out);
+    if (c->hold_heads) {
+        c->held = true;
+        return HPE_PAUSED;
+    }
     return 0;
 }
 
@@ -496,7 +507,9 @@ static const struct request_events events = {
 /* Feeds one read as server.c's conn_feed does. */
 static void feed(struct client *c, const char *data, size_t len)
 {
-    while (len > 0 && !c->stop) {
+    bool again = false;
+    while ((len > 0 || again) && !c->stop) {
+        again = false;
         size_t used;
         enum llhttp_errno err = request_reader_execute(&c->req, data, len, &used);
         data += used;
@@ -505,6 +518,11 @@ static void feed(struct client *c, const char *data, size_t len)
             continue;
         if (err == HPE_PAUSED) {
             request_reader_resume(&c->req);
+            /* Released as server.c's feed_stash does: parsed once more, with nothing held if need be. */
+            if (c->held) {
+                c->held = false;
+                again = true;
+            }
             continue;
         }
         if (err == HPE_PAUSED_UPGRADE) {
@@ -559,6 +577,7 @@ static void client_init(struct client *c, size_t size, uint64_t h)
     request_reader_init(&c->req, HEAD_LIMIT, &events, c);
     c->up = &parsed_upstreams[h % (sizeof upstreams / sizeof upstreams[0])];
     c->client_addr = client_addrs[(h >> 8) % 2];
+    c->hold_heads = (h >> 9) & 1;
     buf_init(&c->pending, 2 * 1024 * 1024);
     buf_init(&c->transcript, 64 * 1024 * 1024);
 }

@@ -194,7 +194,9 @@ static int on_message_complete(llhttp_t *p)
     struct request_reader *r = p->data;
     head_scan_reset(&r->scan);
     r->checking_chunks = false;
-    return r->events->on_complete ? event_result(r, r->events->on_complete(r)) : 0;
+    int rc = r->events->on_complete ? event_result(r, r->events->on_complete(r)) : 0;
+    /* Stop even if the owner would go on: the next head goes through the scan first. */
+    return rc == 0 ? HPE_PAUSED : rc;
 }
 
 static const llhttp_settings_t reader_settings = {
@@ -231,9 +233,17 @@ enum llhttp_errno request_reader_execute(struct request_reader *r, const char *d
     /* A head goes to llhttp alone, so its end is where on_headers_complete can look at the body. */
     size_t n = len;
     *used = 0;
+    if (r->status)
+        return HPE_USER; /* refused: for good */
+    enum llhttp_errno stopped = llhttp_get_errno(&r->parser);
+    if (stopped != HPE_OK)
+        return stopped; /* paused and not resumed, done after an upgrade, or stopped by the owner */
     if (!r->scan.done) {
-        if (r->scan.bytes == 0 && len > 0)
-            r->head_complete = false; /* a new request: the last one's head no longer counts */
+        if (r->scan.bytes == 0 && len > 0) {
+            /* A new request: the last one's head no longer counts. */
+            r->head_complete = false;
+            http_head_reset(&r->head);
+        }
         int status = head_scan_feed(&r->scan, r->head_limit, data, len, &n);
         if (status) {
             refuse(r, status, status == 431 ? "request head too large" : "bare LF as a line end in the head");

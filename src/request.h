@@ -40,9 +40,11 @@ const char *request_ambiguity(const struct http_head *head, const llhttp_t *p);
 struct request_reader;
 
 /*
- * What a reader reports to its owner. Each returns 0 to go on, HPE_PAUSED to
- * stop right after this event (request_reader_execute returns there), or
- * HPE_USER when the owner has given up on the connection.
+ * What a reader reports to its owner. Each returns 0 to go on or HPE_USER when
+ * the owner has given up on the connection; on_head may also return
+ * HPE_PAUSED, to hold the body (request_reader_execute returns there). The
+ * reader always stops after on_complete (HPE_PAUSED), so that the next
+ * request's head is scanned before llhttp sees it.
  */
 struct request_events {
     int (*on_begin)(struct request_reader *r); /* the first byte of a request */
@@ -83,12 +85,15 @@ void request_reader_free(struct request_reader *r);
 
 /*
  * Parses the start of data, up to where the reader must look again (the end
- * of a head) or an event paused. Returns HPE_OK with *used bytes consumed
- * (call again with the rest), HPE_PAUSED or HPE_PAUSED_UPGRADE with *used
- * the bytes before the point where parsing stopped (resume with
- * request_reader_resume), or an error: the request is refused, with
- * status and reason set, unless an event's HPE_USER stopped it (then the
- * owner knows why).
+ * of a head) or it paused. Returns HPE_OK with *used bytes consumed (call
+ * again with the rest; with len 0 it lets a request paused at its head
+ * complete when it has no body), HPE_PAUSED with *used the bytes before the
+ * point where parsing stopped (go on after request_reader_resume),
+ * HPE_PAUSED_UPGRADE after an upgrade request (the reader is done: the rest
+ * is not HTTP), or an error: the request is refused, with status and reason
+ * set, unless an event's HPE_USER stopped it (then the owner knows why).
+ * Once it returned anything but HPE_OK it returns the same again, with *used
+ * 0, until resumed (after an error or an upgrade: for good).
  */
 enum llhttp_errno request_reader_execute(struct request_reader *r, const char *data, size_t len,
                                          size_t *used);

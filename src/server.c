@@ -822,6 +822,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     peer_describe(c);
     if (srv->nconns > srv->cfg->max_connections) {
+        c->phase = PHASE_HEAD; /* a request is owed its answer: a shutdown lets the 503 go out */
         conn_fail(c, 503, "too many connections; try again later");
         return;
     }

@@ -197,6 +197,94 @@ static void test_head_complete_follows_the_request(void **state)
     request_reader_free(&r);
 }
 
+static int go_on(struct request_reader *r)
+{
+    ((struct seen *)r->owner)->completes++;
+    return 0;
+}
+
+static int hold_body(struct request_reader *r)
+{
+    ((struct seen *)r->owner)->heads++;
+    return HPE_PAUSED;
+}
+
+/* The reader stops after each request even when the owner would go on: the next head is scanned. */
+static void test_next_head_always_scanned(void **state)
+{
+    (void)state;
+    static const struct request_events eager = {.on_complete = go_on};
+    const char *data =
+        "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nxGET /b HTTP/1.1\nHost: a\r\n\r\n";
+    struct seen seen = {0};
+    struct request_reader r;
+    request_reader_init(&r, HEAD_LIMIT, &eager, &seen);
+    assert_int_equal(feed(&r, data, strlen(data), 0), 400);
+    assert_string_equal(r.reason, "bare LF as a line end in the head");
+    assert_int_equal(seen.completes, 1);
+    request_reader_free(&r);
+}
+
+/* Paused at its head (waiting for qBittorrent), a request without a body completes on an empty feed. */
+static void test_paused_head_then_empty_feed(void **state)
+{
+    (void)state;
+    static const struct request_events holding = {.on_head = hold_body, .on_complete = go_on};
+    const char *data = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct seen seen = {0};
+    struct request_reader r;
+    request_reader_init(&r, HEAD_LIMIT, &holding, &seen);
+    size_t used = 0;
+    assert_int_equal(request_reader_execute(&r, data, strlen(data), &used), HPE_PAUSED); /* at the head */
+    assert_int_equal(used, strlen(data));
+    assert_int_equal(seen.heads, 1);
+    assert_int_equal(seen.completes, 0);
+    /* Not resumed: the same answer again, nothing consumed. */
+    assert_int_equal(request_reader_execute(&r, "", 0, &used), HPE_PAUSED);
+    assert_int_equal(used, 0);
+    request_reader_resume(&r);
+    assert_int_equal(request_reader_execute(&r, "", 0, &used), HPE_PAUSED); /* complete */
+    assert_int_equal(seen.completes, 1);
+    assert_true(r.head_complete);
+    request_reader_free(&r);
+}
+
+/* After a refusal or an upgrade, more bytes get the same answer and nothing is consumed. */
+static void test_done_stays_done(void **state)
+{
+    (void)state;
+    const char *bad = "GET / HTTP/1.1\nHost: a\n\n";
+    const char *upgrade =
+        "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw";
+    struct seen seen = {0};
+    struct request_reader r;
+    size_t used = 99;
+
+    request_reader_init(&r, HEAD_LIMIT, &events, &seen);
+    assert_int_equal(feed(&r, bad, strlen(bad), 0), 400);
+    assert_int_not_equal(request_reader_execute(&r, "GET / HTTP/1.1\r\n", 16, &used), HPE_OK);
+    assert_int_equal(used, 0);
+    request_reader_free(&r);
+
+    request_reader_init(&r, HEAD_LIMIT, &events, &seen);
+    enum llhttp_errno err = HPE_OK;
+    const char *p = upgrade;
+    size_t left = strlen(upgrade);
+    while (left > 0 && (err == HPE_OK || err == HPE_PAUSED)) {
+        if (err == HPE_PAUSED)
+            request_reader_resume(&r);
+        err = request_reader_execute(&r, p, left, &used);
+        p += used;
+        left -= used;
+    }
+    assert_int_equal(err, HPE_PAUSED_UPGRADE);
+    assert_int_equal(left, 3); /* "raw" is the tunnel's */
+    request_reader_resume(&r);
+    assert_int_equal(request_reader_execute(&r, "more", 4, &used), HPE_PAUSED_UPGRADE);
+    assert_int_equal(used, 0);
+    request_reader_free(&r);
+}
+
 struct route_case {
     const char *data;
     bool allowed, have_sync, have_proxy;
@@ -250,6 +338,9 @@ int main(void)
         cmocka_unit_test(test_read_cases),
         cmocka_unit_test(test_head_limit),
         cmocka_unit_test(test_head_complete_follows_the_request),
+        cmocka_unit_test(test_next_head_always_scanned),
+        cmocka_unit_test(test_paused_head_then_empty_feed),
+        cmocka_unit_test(test_done_stays_done),
         cmocka_unit_test(test_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
