@@ -287,4 +287,66 @@ static inline void fuzz_reparse_settings(llhttp_settings_t *s, int response)
     s->on_headers_complete = fuzz_cb_headers_complete;
 }
 
+/*
+ * Makes m an empty capture that can hold cap bytes (freeing what it held).
+ * Its fields are not cleared: only the first count are ever read.
+ */
+static inline void fuzz_msg_prepare(struct fuzz_msg *m, size_t cap)
+{
+    free(m->text);
+    fuzz_msg_reset(m);
+    m->heads = 0;
+    m->text = malloc(cap);
+    m->cap = cap;
+    FUZZ_CHECK(m->text != NULL, "out of memory");
+}
+
+/* Returns 1 when field i's value is want, byte for byte. */
+static inline int fuzz_value_is(const struct fuzz_msg *m, unsigned i, const char *want)
+{
+    return m->fields[i].value_len == strlen(want) && memcmp(fuzz_field_value(m, i), want, strlen(want)) == 0;
+}
+
+/* Prints a rewritten head and aborts with what is wrong with it. */
+static inline void fuzz_fail_head(const char *what, const char *out, size_t len)
+{
+    fuzz_dump("rewritten head", out, len);
+    FUZZ_CHECK(0, "%s", what);
+}
+
+/* A check on the rewritten head in out and len (in scope where it is used). */
+#define FUZZ_HEAD_CHECK(cond, what)                                                                          \
+    do {                                                                                                     \
+        if (!(cond))                                                                                         \
+            fuzz_fail_head(what ": " #cond, out, len);                                                       \
+    } while (0)
+
+/*
+ * Re-parses a rewritten head: checks its lines against the RFC syntax
+ * (fuzz_head_syntax), then runs a fresh llhttp (a request or a response
+ * parser) over it, capturing into m. Returns llhttp's result, HPE_PAUSED at
+ * the end of the first head; any other result is printed.
+ */
+static inline enum llhttp_errno fuzz_reparse(llhttp_t *p, struct fuzz_msg *m, int response, const char *out,
+                                             size_t len)
+{
+    static llhttp_settings_t settings[2];
+    static int ready;
+    if (!ready) {
+        fuzz_reparse_settings(&settings[0], 0);
+        fuzz_reparse_settings(&settings[1], 1);
+        ready = 1;
+    }
+    const char *bad = fuzz_head_syntax(out, len);
+    if (bad)
+        fuzz_fail_head(bad, out, len);
+    fuzz_msg_prepare(m, len + 1);
+    llhttp_init(p, response ? HTTP_RESPONSE : HTTP_REQUEST, &settings[response ? 1 : 0]);
+    p->data = m;
+    enum llhttp_errno err = llhttp_execute(p, out, len);
+    if (err != HPE_PAUSED)
+        fprintf(stderr, "==FUZZ== re-parse: %s (%s)\n", llhttp_errno_name(err), llhttp_get_error_reason(p));
+    return err;
+}
+
 #endif

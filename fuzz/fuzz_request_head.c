@@ -133,23 +133,6 @@ static bool named_by_connection(const struct fuzz_msg *m, unsigned fields, const
     return false;
 }
 
-static bool value_is(const struct fuzz_msg *m, unsigned i, const char *want)
-{
-    return m->fields[i].value_len == strlen(want) && memcmp(fuzz_field_value(m, i), want, strlen(want)) == 0;
-}
-
-static void fail_head(const char *what, const char *out, size_t len)
-{
-    fuzz_dump("rewritten head", out, len);
-    FUZZ_CHECK(0, "%s", what);
-}
-
-#define HEAD_CHECK(cond, what)                                                                               \
-    do {                                                                                                     \
-        if (!(cond))                                                                                         \
-            fail_head(what ": " #cond, out, len);                                                            \
-    } while (0)
-
 static void verify(struct client *c, const char *out, size_t len, bool has_length, uint64_t length)
 {
     const struct fuzz_msg *in = &captured.msgs[c->messages];
@@ -158,72 +141,59 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
     FUZZ_CHECK(c->req.parser.http_major == 1 && c->req.parser.http_minor <= 1,
                "an HTTP/%d.%d request (%s) was passed on as HTTP/1.1", c->req.parser.http_major,
                c->req.parser.http_minor, llhttp_method_name(llhttp_get_method(&c->req.parser)));
-    llhttp_settings_t s;
-    fuzz_reparse_settings(&s, 0);
     llhttp_t p;
-    llhttp_init(&p, HTTP_REQUEST, &s);
     struct fuzz_msg *m = &reparsed;
-    free(m->text);
-    memset(m, 0, sizeof *m);
-    m->text = malloc(len + 1);
-    m->cap = len + 1;
-    FUZZ_CHECK(m->text != NULL, "out of memory");
-    p.data = m;
-
-    const char *bad = fuzz_head_syntax(out, len);
-    if (bad)
-        fail_head(bad, out, len);
+    enum llhttp_errno err = fuzz_reparse(&p, m, 0, out, len);
     /* request-line = method SP request-target SP HTTP-version */
     const char *sp1 = memchr(out, ' ', len), *eol = memchr(out, '\r', len);
-    HEAD_CHECK(sp1 && eol && sp1 < eol && eol - sp1 > 10 && memcmp(eol - 9, " HTTP/1.1", 9) == 0 &&
-                   memchr(sp1 + 1, ' ', (size_t)(eol - 9 - sp1 - 1)) == NULL,
-               "the request line is not method SP target SP HTTP/1.1");
+    FUZZ_HEAD_CHECK(sp1 && eol && sp1 < eol && eol - sp1 > 10 && memcmp(eol - 9, " HTTP/1.1", 9) == 0 &&
+                        memchr(sp1 + 1, ' ', (size_t)(eol - 9 - sp1 - 1)) == NULL,
+                    "the request line is not method SP target SP HTTP/1.1");
     for (const char *k = out; k < sp1; k++)
-        HEAD_CHECK(fuzz_is_tchar((unsigned char)*k), "the method is not a token");
-
-    enum llhttp_errno err = llhttp_execute(&p, out, len);
-    if (err != HPE_PAUSED)
-        fprintf(stderr, "==FUZZ== re-parse: %s (%s)\n", llhttp_errno_name(err), llhttp_get_error_reason(&p));
-    HEAD_CHECK(err == HPE_PAUSED && m->heads == 1, "the rewritten head does not parse as a request head");
-    HEAD_CHECK(llhttp_get_error_pos(&p) == out + len, "bytes after the rewritten head");
-    HEAD_CHECK(!m->overflow, "too many headers");
-    HEAD_CHECK(p.http_major == 1 && p.http_minor == 1, "not HTTP/1.1");
-    HEAD_CHECK(llhttp_get_method(&p) == llhttp_get_method(&c->req.parser), "method changed");
-    HEAD_CHECK(!(p.flags & F_CHUNKED) && !(p.flags & F_TRANSFER_ENCODING), "Transfer-Encoding upstream");
+        FUZZ_HEAD_CHECK(fuzz_is_tchar((unsigned char)*k), "the method is not a token");
+    FUZZ_HEAD_CHECK(err == HPE_PAUSED && m->heads == 1,
+                    "the rewritten head does not parse as a request head");
+    FUZZ_HEAD_CHECK(llhttp_get_error_pos(&p) == out + len, "bytes after the rewritten head");
+    FUZZ_HEAD_CHECK(!m->overflow, "too many headers");
+    FUZZ_HEAD_CHECK(p.http_major == 1 && p.http_minor == 1, "not HTTP/1.1");
+    FUZZ_HEAD_CHECK(llhttp_get_method(&p) == llhttp_get_method(&c->req.parser), "method changed");
+    FUZZ_HEAD_CHECK(!(p.flags & F_CHUNKED) && !(p.flags & F_TRANSFER_ENCODING), "Transfer-Encoding upstream");
 
     /* The target: the prefix, then the client's target unchanged. */
     size_t plen = strlen(c->up->prefix);
-    HEAD_CHECK(m->url_len == plen + in->url_len && memcmp(m->text + m->url, c->up->prefix, plen) == 0 &&
-                   memcmp(m->text + m->url + plen, in->text + in->url, in->url_len) == 0,
-               "target is not prefix + client target");
+    FUZZ_HEAD_CHECK(m->url_len == plen + in->url_len && memcmp(m->text + m->url, c->up->prefix, plen) == 0 &&
+                        memcmp(m->text + m->url + plen, in->text + in->url, in->url_len) == 0,
+                    "target is not prefix + client target");
 
     unsigned i = 0;
-    HEAD_CHECK(fuzz_msg_count(m, "host", &i) == 1 && value_is(m, i, c->up->authority), "Host");
-    HEAD_CHECK(fuzz_msg_count(m, "x-forwarded-for", &i) == 1 && value_is(m, i, c->client_addr),
-               "X-Forwarded-For");
-    HEAD_CHECK(fuzz_msg_count(m, "x-forwarded-proto", &i) == 1 && value_is(m, i, "http"),
-               "X-Forwarded-Proto");
-    HEAD_CHECK(fuzz_msg_count(m, "forwarded", NULL) == 0, "Forwarded");
-    HEAD_CHECK(fuzz_msg_count(m, "x-forwarded-host", NULL) == 0, "X-Forwarded-Host");
-    HEAD_CHECK(fuzz_msg_count(m, "x-real-ip", NULL) == 0, "X-Real-IP");
-    HEAD_CHECK(fuzz_msg_count(m, "transfer-encoding", NULL) == 0, "Transfer-Encoding");
-    HEAD_CHECK(
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "host", &i) == 1 && fuzz_value_is(m, i, c->up->authority), "Host");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "x-forwarded-for", &i) == 1 && fuzz_value_is(m, i, c->client_addr),
+                    "X-Forwarded-For");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "x-forwarded-proto", &i) == 1 && fuzz_value_is(m, i, "http"),
+                    "X-Forwarded-Proto");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "forwarded", NULL) == 0, "Forwarded");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "x-forwarded-host", NULL) == 0, "X-Forwarded-Host");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "x-real-ip", NULL) == 0, "X-Real-IP");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "transfer-encoding", NULL) == 0, "Transfer-Encoding");
+    FUZZ_HEAD_CHECK(
         fuzz_msg_count(m, "te", NULL) == 0 && fuzz_msg_count(m, "trailer", NULL) == 0 &&
             fuzz_msg_count(m, "keep-alive", NULL) == 0 && fuzz_msg_count(m, "proxy-connection", NULL) == 0 &&
             fuzz_msg_count(m, "proxy-authorization", NULL) == 0 && fuzz_msg_count(m, "expect", NULL) == 0,
         "hop-by-hop header");
     bool upgrade = llhttp_get_upgrade(&c->req.parser);
-    HEAD_CHECK(fuzz_msg_count(m, "connection", &i) == 1 && value_is(m, i, upgrade ? "Upgrade" : "keep-alive"),
-               "Connection");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "connection", &i) == 1 &&
+                        fuzz_value_is(m, i, upgrade ? "Upgrade" : "keep-alive"),
+                    "Connection");
     if (!upgrade)
-        HEAD_CHECK(fuzz_msg_count(m, "upgrade", NULL) == 0, "Upgrade without an upgrade");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "upgrade", NULL) == 0, "Upgrade without an upgrade");
     if (has_length) {
         char want[32];
         snprintf(want, sizeof want, "%llu", (unsigned long long)length);
-        HEAD_CHECK(fuzz_msg_count(m, "content-length", &i) == 1 && value_is(m, i, want), "Content-Length");
-        HEAD_CHECK((p.flags & F_CONTENT_LENGTH) && p.content_length == length, "framing");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "content-length", &i) == 1 && fuzz_value_is(m, i, want),
+                        "Content-Length");
+        FUZZ_HEAD_CHECK((p.flags & F_CONTENT_LENGTH) && p.content_length == length, "framing");
     } else {
-        HEAD_CHECK(fuzz_msg_count(m, "content-length", NULL) == 0, "Content-Length without a body");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "content-length", NULL) == 0, "Content-Length without a body");
     }
 
     /* Every header upstream is one the client sent, or one of ours; Origin and Referer point upstream. */
@@ -236,13 +206,13 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
             fuzz_name_is(n, nl, "content-length"))
             continue;
         if (fuzz_name_is(n, nl, "origin")) {
-            HEAD_CHECK(vl == olen && memcmp(v, c->up->origin, olen) == 0, "Origin not upstream's");
+            FUZZ_HEAD_CHECK(vl == olen && memcmp(v, c->up->origin, olen) == 0, "Origin not upstream's");
             continue;
         }
         if (fuzz_name_is(n, nl, "referer")) {
-            HEAD_CHECK(vl >= olen + 1 && memcmp(v, c->up->origin, olen) == 0 &&
-                           (v[olen] == '/' || v[olen] == '?' || v[olen] == '#'),
-                       "Referer not on upstream's origin");
+            FUZZ_HEAD_CHECK(vl >= olen + 1 && memcmp(v, c->up->origin, olen) == 0 &&
+                                (v[olen] == '/' || v[olen] == '?' || v[olen] == '#'),
+                            "Referer not on upstream's origin");
             continue;
         }
         bool found = false;
@@ -250,7 +220,7 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
             found = in->fields[j].name_len == nl && in->fields[j].value_len == vl &&
                     strncasecmp(fuzz_field_name(in, j), n, nl) == 0 &&
                     memcmp(fuzz_field_value(in, j), v, vl) == 0;
-        HEAD_CHECK(found, "a header the client did not send");
+        FUZZ_HEAD_CHECK(found, "a header the client did not send");
     }
     /* And every end-to-end header of the client's is passed on. */
     for (unsigned j = 0; j < head_fields; j++) {
@@ -266,7 +236,7 @@ static void verify(struct client *c, const char *out, size_t len, bool has_lengt
                     memcmp(fuzz_field_value(m, k), v, vl) == 0;
         if (!found)
             fuzz_dump("missing header", n, nl);
-        HEAD_CHECK(found, "a client header was not passed on");
+        FUZZ_HEAD_CHECK(found, "a client header was not passed on");
     }
 }
 
@@ -342,11 +312,8 @@ static void capture_all(const uint8_t *data, size_t size)
         .on_message_complete = cap_message_complete,
     };
     captured.count = captured.heads = 0;
-    for (unsigned i = 0; i < MAX_MESSAGES; i++) {
-        captured.msgs[i].text = malloc(size + 1);
-        captured.msgs[i].cap = size + 1;
-        FUZZ_CHECK(captured.msgs[i].text != NULL, "out of memory");
-    }
+    for (unsigned i = 0; i < MAX_MESSAGES; i++)
+        fuzz_msg_prepare(&captured.msgs[i], size + 1);
     llhttp_t p;
     llhttp_init(&p, HTTP_REQUEST, &settings);
     p.data = &captured;

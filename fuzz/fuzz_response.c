@@ -237,23 +237,6 @@ static int on_message_complete(llhttp_t *p)
 
 static struct fuzz_msg reparsed;
 
-static void fail_head(const char *what, const char *out, size_t len)
-{
-    fuzz_dump("rewritten head", out, len);
-    FUZZ_CHECK(0, "%s", what);
-}
-
-#define HEAD_CHECK(cond, what)                                                                               \
-    do {                                                                                                     \
-        if (!(cond))                                                                                         \
-            fail_head(what ": " #cond, out, len);                                                            \
-    } while (0)
-
-static bool value_is(const struct fuzz_msg *m, unsigned i, const char *want)
-{
-    return m->fields[i].value_len == strlen(want) && memcmp(fuzz_field_value(m, i), want, strlen(want)) == 0;
-}
-
 /* proxy.c's on_head for one combination of request properties (HEAD, HTTP/1.1 client, Upgrade). */
 static void check_rewrite(const struct upstream_side *u, const llhttp_t *parser, unsigned variant)
 {
@@ -280,58 +263,47 @@ static void check_rewrite(const struct upstream_side *u, const llhttp_t *parser,
     const char *out = ob.data;
     size_t len = ob.len;
 
-    llhttp_settings_t s;
-    fuzz_reparse_settings(&s, 1);
     llhttp_t p;
-    llhttp_init(&p, HTTP_RESPONSE, &s);
     struct fuzz_msg *m = &reparsed;
-    free(m->text);
-    memset(m, 0, sizeof *m);
-    m->text = malloc(len + 1);
-    m->cap = len + 1;
-    FUZZ_CHECK(m->text != NULL, "out of memory");
-    p.data = m;
-    const char *bad = fuzz_head_syntax(out, len);
-    if (bad)
-        fail_head(bad, out, len);
-    enum llhttp_errno err = llhttp_execute(&p, out, len);
-    if (err != HPE_PAUSED)
-        fprintf(stderr, "==FUZZ== re-parse: %s (%s)\n", llhttp_errno_name(err), llhttp_get_error_reason(&p));
-    HEAD_CHECK(err == HPE_PAUSED && m->heads == 1, "the rewritten head does not parse as a response head");
-    HEAD_CHECK(llhttp_get_error_pos(&p) == out + len, "bytes after the rewritten head");
-    HEAD_CHECK(p.http_major == 1 && p.http_minor == 1, "not HTTP/1.1");
-    HEAD_CHECK(p.status_code == status, "status changed");
-    HEAD_CHECK(len >= 13 && out[12] == ' ' && out[9] >= '1' && out[9] <= '5' && out[10] >= '0' &&
-                   out[10] <= '9' && out[11] >= '0' && out[11] <= '9',
-               "the status line's code is not three digits 100..599");
+    enum llhttp_errno err = fuzz_reparse(&p, m, 1, out, len);
+    FUZZ_HEAD_CHECK(err == HPE_PAUSED && m->heads == 1,
+                    "the rewritten head does not parse as a response head");
+    FUZZ_HEAD_CHECK(llhttp_get_error_pos(&p) == out + len, "bytes after the rewritten head");
+    FUZZ_HEAD_CHECK(p.http_major == 1 && p.http_minor == 1, "not HTTP/1.1");
+    FUZZ_HEAD_CHECK(p.status_code == status, "status changed");
+    FUZZ_HEAD_CHECK(len >= 13 && out[12] == ' ' && out[9] >= '1' && out[9] <= '5' && out[10] >= '0' &&
+                        out[10] <= '9' && out[11] >= '0' && out[11] <= '9',
+                    "the status line's code is not three digits 100..599");
 
     unsigned i = 0;
     const char *conn = r.upgrade                                      ? "Upgrade"
                        : (r.keep_alive && r.framing != FRAMING_CLOSE) ? "keep-alive"
                                                                       : "close";
-    HEAD_CHECK(fuzz_msg_count(m, "connection", &i) == 1 && value_is(m, i, conn), "Connection");
-    HEAD_CHECK(fuzz_msg_count(m, "keep-alive", NULL) == 0 &&
-                   fuzz_msg_count(m, "proxy-connection", NULL) == 0 &&
-                   fuzz_msg_count(m, "proxy-authenticate", NULL) == 0 &&
-                   fuzz_msg_count(m, "proxy-authorization", NULL) == 0 &&
-                   fuzz_msg_count(m, "te", NULL) == 0 && fuzz_msg_count(m, "trailer", NULL) == 0,
-               "hop-by-hop header");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "connection", &i) == 1 && fuzz_value_is(m, i, conn), "Connection");
+    FUZZ_HEAD_CHECK(fuzz_msg_count(m, "keep-alive", NULL) == 0 &&
+                        fuzz_msg_count(m, "proxy-connection", NULL) == 0 &&
+                        fuzz_msg_count(m, "proxy-authenticate", NULL) == 0 &&
+                        fuzz_msg_count(m, "proxy-authorization", NULL) == 0 &&
+                        fuzz_msg_count(m, "te", NULL) == 0 && fuzz_msg_count(m, "trailer", NULL) == 0,
+                    "hop-by-hop header");
     if (!r.upgrade)
-        HEAD_CHECK(fuzz_msg_count(m, "upgrade", NULL) == 0, "Upgrade outside a tunnel");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "upgrade", NULL) == 0, "Upgrade outside a tunnel");
     if (r.framing == FRAMING_CHUNKED) {
-        HEAD_CHECK(fuzz_msg_count(m, "transfer-encoding", &i) == 1 && value_is(m, i, "chunked"),
-                   "Transfer-Encoding");
-        HEAD_CHECK(fuzz_msg_count(m, "content-length", NULL) == 0, "Content-Length with chunked");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "transfer-encoding", &i) == 1 && fuzz_value_is(m, i, "chunked"),
+                        "Transfer-Encoding");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "content-length", NULL) == 0, "Content-Length with chunked");
     } else {
-        HEAD_CHECK(fuzz_msg_count(m, "transfer-encoding", NULL) == 0, "Transfer-Encoding");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "transfer-encoding", NULL) == 0, "Transfer-Encoding");
     }
     if (r.framing == FRAMING_LENGTH) {
         char want[32];
         snprintf(want, sizeof want, "%llu", (unsigned long long)r.content_length);
-        HEAD_CHECK(fuzz_msg_count(m, "content-length", &i) == 1 && value_is(m, i, want), "Content-Length");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "content-length", &i) == 1 && fuzz_value_is(m, i, want),
+                        "Content-Length");
     }
     if (r.framing == FRAMING_CLOSE)
-        HEAD_CHECK(fuzz_msg_count(m, "content-length", NULL) == 0, "Content-Length on a read-to-close body");
+        FUZZ_HEAD_CHECK(fuzz_msg_count(m, "content-length", NULL) == 0,
+                        "Content-Length on a read-to-close body");
     /* No header named by the upstream's Connection header survives. */
     const struct fuzz_msg *in = &u->raw;
     for (unsigned j = 0; j < in->count; j++) {
@@ -349,8 +321,8 @@ static void check_rewrite(const struct upstream_side *u, const llhttp_t *parser,
                 size_t nl = m->fields[k].name_len;
                 bool ours = fuzz_name_is(n, nl, "connection") || fuzz_name_is(n, nl, "content-length") ||
                             fuzz_name_is(n, nl, "transfer-encoding") || fuzz_name_is(n, nl, "upgrade");
-                HEAD_CHECK(ours || !(nl == (size_t)(v - tok) && strncasecmp(n, tok, nl) == 0),
-                           "a header named by Connection passed");
+                FUZZ_HEAD_CHECK(ours || !(nl == (size_t)(v - tok) && strncasecmp(n, tok, nl) == 0),
+                                "a header named by Connection passed");
             }
         }
     }
