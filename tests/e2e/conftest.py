@@ -60,6 +60,30 @@ def has_ipv6_loopback():
         return False
 
 
+def write_in_place(path, data):
+    """Like Gluetun's os.WriteFile: open with O_TRUNC (the file is empty now), then write.
+    A str is written one byte per character (latin-1), so "\xff" is the byte 0xff."""
+    data = data.encode("latin-1") if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    finally:
+        os.close(fd)
+
+
+def port_file(tmp_path, port=None, name="gluetun"):
+    """PORT_FILE in a directory of its own, created; with port, the file holds it (Gluetun's way)."""
+    d = tmp_path / name
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "forwarded_port"
+    if port is not None:
+        write_in_place(path, str(port))
+    return path
+
+
 def free_port():
     """A TCP port free on all local addresses at the time of the call (bound, read, closed)."""
     if has_ipv6_loopback():

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
-from conftest import RawConn, http_request, wait_until
+from conftest import RawConn, http_request, port_file, wait_until, write_in_place
 from proxy_rig import (  # noqa: F401  (fixtures are used by name)
     BodySink,
     proxy,
@@ -71,28 +71,6 @@ STARTED_RE = re.compile(r"qBittorrent v[0-9.]+ started")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def write_in_place(path, data):
-    """Like Gluetun's os.WriteFile: open with O_TRUNC (the file is empty now), then write."""
-    data = data.encode("latin-1") if isinstance(data, str) else data
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-    finally:
-        os.close(fd)
-
-
-def port_file(tmp_path, port=None):
-    d = tmp_path / "gluetun"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / "forwarded_port"
-    if port is not None:
-        write_in_place(path, str(port))
-    return path
 
 
 def kill_qbt(q, lock_stale_in=0.0):

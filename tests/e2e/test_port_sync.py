@@ -25,6 +25,7 @@ import time
 import pytest
 import requests
 
+from conftest import port_file, write_in_place
 from qbt_rig import free_port, qbt, sidecar, wait_for  # noqa: F401  (pytest fixtures)
 
 # How long a file change may take to reach qBittorrent here. The goal is p99 <= 50 ms (the bench
@@ -40,34 +41,11 @@ LOGIN_FAILURE = "WebAPI login failure"
 # --------------------------------------------------------------------------- helpers
 
 
-def write_in_place(path, text):
-    """Like Gluetun's os.WriteFile: open with O_TRUNC (the file is empty now), then write."""
-    data = text.encode() if isinstance(text, str) else text
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path, text):
     """An atomic write: a temporary file in the same directory, then renamed over the file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def port_file(tmp_path, port=None, name="gluetun"):
-    """PORT_FILE in a directory of its own, created; with port, the file holds it (Gluetun's way)."""
-    d = tmp_path / name
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / "forwarded_port"
-    if port is not None:
-        write_in_place(path, str(port))
-    return path
 
 
 def sync_call(sc, method="GET", timeout=30.0, retry_429=True):
