@@ -123,25 +123,26 @@ def connection_refused(host, port):
     return False
 
 
-def server_side_connections(port):
-    """Connections whose local port is port and that the server has not closed yet.
-
-    Read from /proc/net/tcp{,6}: ESTABLISHED (01) and CLOSE_WAIT (08), the
-    latter being connections the client closed and the server still holds.
-    """
-    count = 0
+def tcp_sockets():
+    """This network namespace's TCP sockets, from /proc/net/tcp{,6}: (local port, remote port,
+    state as the kernel writes it ("01" ESTABLISHED, "08" CLOSE_WAIT, ...), receive queue bytes)."""
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as f:
                 next(f)
                 for line in f:
                     fields = line.split()
-                    local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                    if local_port == port and fields[3] in ("01", "08"):
-                        count += 1
+                    yield (int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
+                           fields[3], int(fields[4].split(":")[1], 16))
         except FileNotFoundError:
             pass
-    return count
+
+
+def server_side_connections(port):
+    """Connections whose local port is port and that the server has not closed yet:
+    ESTABLISHED (01) and CLOSE_WAIT (08), the latter being connections the client closed
+    and the server still holds."""
+    return sum(1 for local, _, state, _ in tcp_sockets() if local == port and state in ("01", "08"))
 
 
 def wait_no_client_connections(port, timeout=5.0):

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from conftest import tcp_sockets
 from proxy_rig import (  # noqa: F401  (fixtures are used by name)
     connect,
     control_request,
@@ -267,20 +268,9 @@ def test_underscore_transfer_encoding_never_reaches_upstream(proxy, upstream):
 
 def server_rx_queue(daemon_port, client_port):
     """Bytes the daemon has not read yet on the connection from client_port; None once it is gone."""
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                next(f)
-                for line in f:
-                    fields = line.split()
-                    local = int(fields[1].rsplit(":", 1)[1], 16)
-                    remote = int(fields[2].rsplit(":", 1)[1], 16)
-                    if local == daemon_port and remote == client_port:
-                        if fields[3] != "01":  # not ESTABLISHED: the daemon is done with it
-                            return None
-                        return int(fields[4].split(":")[1], 16)
-        except FileNotFoundError:
-            pass
+    for local, remote, state, rx_queue in tcp_sockets():
+        if local == daemon_port and remote == client_port:
+            return rx_queue if state == "01" else None  # not ESTABLISHED: the daemon is done with it
     return None
 
 
