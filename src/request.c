@@ -117,10 +117,6 @@ static int capture_result(struct request_reader *r, int rc)
 static int on_message_begin(llhttp_t *p)
 {
     struct request_reader *r = p->data;
-    r->head_complete = false;
-    r->status = 0;
-    r->reason = NULL;
-    http_head_reset(&r->head);
     return r->events->on_begin ? event_result(r, r->events->on_begin(r)) : 0;
 }
 
@@ -230,32 +226,29 @@ void request_reader_free(struct request_reader *r)
 
 enum llhttp_errno request_reader_execute(struct request_reader *r, const char *data, size_t len, size_t *used)
 {
-    /* A head goes to llhttp alone, so its end is where on_headers_complete can look at the body. */
-    size_t n = len;
     *used = 0;
     if (r->status)
         return HPE_USER; /* refused: for good */
     enum llhttp_errno stopped = llhttp_get_errno(&r->parser);
     if (stopped != HPE_OK)
         return stopped; /* paused and not resumed, done after an upgrade, or stopped by the owner */
+    /* A head goes to llhttp alone, so its end is where on_headers_complete can look at the body. */
+    size_t n = len;
     if (!r->scan.done) {
         if (r->scan.bytes == 0 && len > 0) {
-            /* A new request: the last one's head no longer counts. */
+            /* A new request's first byte (llhttp has not begun it): the last head no longer counts. */
             r->head_complete = false;
             http_head_reset(&r->head);
         }
         int status = head_scan_feed(&r->scan, r->head_limit, data, len, &n);
-        if (status) {
-            refuse(r, status, status == 431 ? "request head too large" : "bare LF as a line end in the head");
-            return HPE_USER;
-        }
+        if (status)
+            return refuse(r, status,
+                          status == 431 ? "request head too large" : "bare LF as a line end in the head");
     } else if (r->checking_chunks) {
         size_t body_len = 0;
         int rc = chunk_check_feed(&r->chunks, data, len, &body_len);
-        if (rc < 0) {
-            refuse(r, 400, "malformed chunked framing");
-            return HPE_USER;
-        }
+        if (rc < 0)
+            return refuse(r, 400, "malformed chunked framing");
         if (rc == 1)
             r->checking_chunks = false;
     }
