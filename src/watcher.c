@@ -57,6 +57,13 @@ static void report(struct watcher *w, enum watcher_state state, uint16_t port, c
     w->cb(w->ctx, state, port, detail);
 }
 
+/* The file or its directory cannot be read: logged (once) as an error, and reported. */
+static void unreadable(struct watcher *w, const char *msg)
+{
+    problem(w, LOG_ERROR, msg);
+    report(w, WATCH_UNREADABLE, 0, msg);
+}
+
 /*
  * Reads the file. It is a few bytes on a local volume (tmpfs, emptyDir), so
  * a plain read in the loop costs less than a round trip through the thread pool.
@@ -74,8 +81,7 @@ static void read_file(struct watcher *w)
                  "cannot read PORT_FILE %s: %s (running as uid %u); make the file and its directory "
                  "readable by this user, or run the sidecar with Gluetun's PUID",
                  w->path, strerror(errno), (unsigned)getuid());
-        problem(w, LOG_ERROR, msg);
-        report(w, WATCH_UNREADABLE, 0, msg);
+        unreadable(w, msg);
         /* Permissions change without an inotify event on the directory: look again now and then. */
         uv_timer_start(&w->recheck, on_recheck, RECHECK_MS, 0);
         return;
@@ -86,8 +92,7 @@ static void read_file(struct watcher *w)
     close(fd);
     if (n < 0) {
         snprintf(msg, sizeof msg, "cannot read PORT_FILE %s: %s", w->path, strerror(read_errno));
-        problem(w, LOG_ERROR, msg);
-        report(w, WATCH_UNREADABLE, 0, msg);
+        unreadable(w, msg);
         return;
     }
     if (n > PORTFILE_MAX) {
@@ -173,8 +178,7 @@ static void start_watch(struct watcher *w)
         if (errno != ENOENT && errno != ENOTDIR) {
             snprintf(msg, sizeof msg, "cannot watch the directory of PORT_FILE, %s: %s (running as uid %u)",
                      w->dir, strerror(errno), (unsigned)getuid());
-            problem(w, LOG_ERROR, msg);
-            report(w, WATCH_UNREADABLE, 0, msg);
+            unreadable(w, msg);
         } else {
             report(w, WATCH_MISSING, 0, NULL);
         }
@@ -187,8 +191,7 @@ static void start_watch(struct watcher *w)
                  "cannot watch the directory of PORT_FILE, %s: %s (running as uid %u); make it readable "
                  "(e.g. chmod 755) or run the sidecar as its owner",
                  w->dir, uv_strerror(rc), (unsigned)getuid());
-        problem(w, LOG_ERROR, msg);
-        report(w, WATCH_UNREADABLE, 0, msg);
+        unreadable(w, msg);
         uv_timer_start(&w->recheck, on_recheck, RECHECK_MS, 0);
         return;
     }
