@@ -103,8 +103,10 @@ $(BUILD)/obj $(BUILD)/llhttp $(BUILD)/tests:
 build: $(BIN)
 unit-build: $(UNIT_BINS)
 
-# Runs every unit test program; cmocka prints a summary per program.
+# Runs every unit test program; cmocka prints a summary per program. Finding none
+# is a failure, not a pass (pytest likewise exits 5 when it collects no test).
 unit: $(UNIT_BINS)
+	@test -n "$(UNIT_BINS)" || { echo "unit: no test programs in tests/unit" >&2; exit 1; }
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 e2e: $(BIN) browser-deps
