@@ -2,16 +2,17 @@
 #
 # Two build variants live side by side: build/release (what ships) and
 # build/asan (AddressSanitizer + UndefinedBehaviorSanitizer, for tests).
-# llhttp is not in the repo: each variant compiles Debian's copy from
-# /usr/share/llhttp into its own static library, warnings off for it alone.
+# The libraries come from Debian (mk/deps.mk finds them): libuv, jansson and
+# llhttp are linked statically. Where Debian ships llhttp only as C sources
+# (Debian 12), each variant compiles them into its own static library, warnings
+# off for them alone.
 
 VARIANT ?= release
 BUILD   := build/$(VARIANT)
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 CC      ?= cc
-LLHTTP_SRC := /usr/share/llhttp
-LLHTTP_INC := /usr/share/include/llhttp
+include mk/deps.mk
 
 ifeq ($(VARIANT),asan)
 OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -24,19 +25,17 @@ $(error VARIANT must be release or asan)
 endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
-# llhttp's strict mode refuses bare LF line ends, bad tokens and the like that a
-# front door must not let through (request smuggling); both sides of the
-# header must agree on it.
-CPPFLAGS := -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -DQGS_VERSION='"$(VERSION)"' -Isrc -I$(LLHTTP_INC)
+CPPFLAGS := -D_GNU_SOURCE -DQGS_VERSION='"$(VERSION)"' -Isrc $(DEPS_CPPFLAGS)
 CFLAGS   := -std=gnu11 $(OPT) $(WARN)
-# libuv and jansson are linked statically so the binary needs nothing but glibc.
-LDLIBS   := -Wl,--as-needed -Wl,-Bstatic -luv_a -ljansson -Wl,-Bdynamic -lpthread -ldl -lrt
+LDLIBS   := -Wl,--as-needed $(DEPS_LIBS)
 LDFLAGS  := $(LDSAN) -Wl,-z,relro,-z,now
 
 SRCS     := $(wildcard src/*.c)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
-LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
+# Our own static llhttp, only where Debian ships its sources rather than the library.
+LLHTTP_OBJS := $(if $(LLHTTP_SRC),$(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o)
+LLHTTP_LIB  := $(if $(LLHTTP_SRC),$(BUILD)/libllhttp.a)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := $(BUILD)/qbit-gluetun-sync
@@ -45,7 +44,7 @@ PYTHON   := /usr/bin/python3
 # Objects are rebuilt when the compiler flags change (an edit here, CC=clang, ...),
 # not only when sources do: the flags of the last build are kept in a stamp file.
 FLAGS_STAMP := $(BUILD)/.flags
-BUILD_FLAGS := $(CC) $(CPPFLAGS) $(CFLAGS) $(OPT)
+BUILD_FLAGS := $(CC) $(CPPFLAGS) $(CFLAGS) $(OPT) $(LDLIBS)
 ifneq ($(strip $(BUILD_FLAGS)),$(strip $(file < $(FLAGS_STAMP))))
 $(shell mkdir -p $(BUILD))
 $(file > $(FLAGS_STAMP),$(strip $(BUILD_FLAGS)))
@@ -81,7 +80,7 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) $(FLAGS_STAMP) | $(BUILD)/obj
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c $(FLAGS_STAMP) | $(BUILD)/llhttp
 	@echo "  CC    $@ (Debian's llhttp, warnings off)"
-	$(Q)$(CC) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -std=gnu11 $(OPT) -w -c -o $@ $<
+	$(Q)$(CC) $(LLHTTP_CPPFLAGS) -std=gnu11 $(OPT) -w -c -o $@ $<
 
 $(BUILD)/libllhttp.a: $(LLHTTP_OBJS)
 	$(Q)$(AR) rcs $@ $^
@@ -89,11 +88,11 @@ $(BUILD)/libllhttp.a: $(LLHTTP_OBJS)
 $(BUILD)/libqgs.a: $(LIB_OBJS)
 	$(Q)$(AR) rcs $@ $^
 
-$(BIN): $(BUILD)/obj/main.o $(BUILD)/libqgs.a $(BUILD)/libllhttp.a
+$(BIN): $(BUILD)/obj/main.o $(BUILD)/libqgs.a $(LLHTTP_LIB)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libqgs.a $(BUILD)/libllhttp.a | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libqgs.a $(LLHTTP_LIB) | $(BUILD)/tests
 	@echo "  CC    $@"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
+#include <llhttp.h>
 #include <sys/resource.h>
 #include <uv.h>
 
@@ -119,7 +121,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
-            printf("qbit-gluetun-sync %s\n", QGS_VERSION);
+            /* The libraries are linked in, so their versions are this binary's: bug reports need them. */
+            printf("qbit-gluetun-sync %s\nllhttp %d.%d.%d, libuv %s, jansson %s\n", QGS_VERSION,
+                   LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH, uv_version_string(),
+                   JANSSON_VERSION);
             return 0;
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;

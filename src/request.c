@@ -9,6 +9,12 @@
 
 #include "rewrite.h"
 
+/* llhttp 8 is strict only when its sources and header are compiled so; llhttp 9 always is, unless
+ * lenient flags are set (we set none). A lenient parser at the front door would let smuggling through. */
+#if LLHTTP_VERSION_MAJOR < 9 && !LLHTTP_STRICT_MODE
+#error "llhttp 8 must be compiled with -DLLHTTP_STRICT_MODE=1 (mk/deps.mk does)"
+#endif
+
 void head_scan_reset(struct head_scan *s)
 {
     memset(s, 0, sizeof *s);

@@ -1,5 +1,7 @@
 """The command line: --help, --version, --check-config, unknown options."""
 
+import re
+
 
 def test_help_prints_usage_and_exits_0(run_cli):
     r = run_cli("--help")
@@ -14,6 +16,13 @@ def test_version_prints_name_and_version(run_cli):
     first = r.stdout.splitlines()[0]
     assert first.startswith("qbit-gluetun-sync "), r.stdout
     assert len(first) > len("qbit-gluetun-sync ")
+
+
+def test_version_names_the_linked_libraries(run_cli):
+    # They are linked statically, so a bug report needs the binary's own word for which ones.
+    r = run_cli("--version")
+    assert re.fullmatch(r"llhttp \d+\.\d+\.\d+, libuv \d+\.\d+\.\d+, jansson \d+\.\d+(\.\d+)?",
+                        r.stdout.splitlines()[1]), r.stdout
 
 
 def test_unknown_option_exits_2_and_names_it(run_cli):
