@@ -10,7 +10,7 @@
 #include "sync.h"
 
 /* The result is a whole number of ms; allow 1 ms for how a product with a jitter is rounded. */
-#define assert_ms(actual, expected) assert_in_range((actual), (expected)-1, (expected) + 1)
+#define assert_ms(actual, expected) assert_in_range((actual), (expected) - 1, (expected) + 1)
 
 static void test_doubling(void **state)
 {

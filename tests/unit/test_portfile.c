@@ -19,10 +19,7 @@ struct parse_case {
 };
 
 /* A case whose data is a string literal, NULs included (sizeof - 1 keeps embedded NULs). */
-#define CASE(data, expected, port)                                                                           \
-    {                                                                                                        \
-#data, data, sizeof(data) - 1, expected, port                                                        \
-    }
+#define CASE(data, expected, port) {#data, data, sizeof(data) - 1, expected, port}
 
 static const struct parse_case cases[] = {
     /* one port, as Gluetun writes it (no trailing newline), and with whitespace around it */
