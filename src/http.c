@@ -191,9 +191,10 @@ int chunk_check_feed(struct chunk_check *cc, const char *data, size_t len, size_
             cc->state = CC_SIZE;
             break;
         case CC_LINE_START:
+            /* A trailer line starting with a blank is a fold (or has no name): refused, as in the head. */
             if (ch == '\r')
                 cc->state = CC_END_LF;
-            else if (ch == '\n')
+            else if (ch == '\n' || ch == ' ' || ch == '\t')
                 return -1;
             else
                 cc->state = CC_TRAILER;

@@ -1,10 +1,11 @@
 /*
  * request.h - reading a client's requests: llhttp (HTTP_REQUEST) with the
- * checks Debian's llhttp 8.1 does not make done beside it (bare LF line ends
- * and the true size of a head, on the raw bytes; obsolete line folding;
- * heads whose framing or Host a proxy must not guess at; strict chunked
- * framing), the capture of each head, and where a request goes. Pure (no
- * I/O, no event loop), so the server and the fuzzers run the same code.
+ * checks llhttp does not make, or makes differently in 8.1 and 9, done beside
+ * it (bare LF line ends, obsolete line folding and the true size of a head,
+ * on the raw bytes; heads whose framing or Host a proxy must not guess at;
+ * strict chunked framing), the capture of each head, and where a request
+ * goes. Pure (no I/O, no event loop), so the server and the fuzzers run the
+ * same code.
  */
 #ifndef QGS_REQUEST_H
 #define QGS_REQUEST_H
@@ -22,6 +23,7 @@ struct head_scan {
     bool done;       /* the head's empty line was seen */
     bool started;    /* a request line began (empty lines before it are allowed) */
     bool prev_cr;
+    const char *refusal; /* why the scan refused the head */
 };
 
 /* Prepares the scan for the next head. */
@@ -30,7 +32,8 @@ void head_scan_reset(struct head_scan *s);
 /*
  * Scans bytes of a head that may hold at most limit bytes. Returns 0 and in
  * *head_len how many of them belong to the head (all while it goes on; the
- * scan is done when it ended), 400 for a bare LF, or 431 past the limit.
+ * scan is done when it ended), 400 for a bare LF or a folded line, or 431
+ * past the limit (with s->refusal saying which).
  */
 int head_scan_feed(struct head_scan *s, size_t limit, const char *data, size_t len, size_t *head_len);
 
@@ -70,10 +73,7 @@ struct request_reader {
     struct head_scan scan;
     struct chunk_check chunks;
     bool checking_chunks;
-    bool value_started;      /* a header value is being delivered in pieces */
-    bool value_piece_at_end; /* its last piece ended where the bytes given to llhttp did */
-    const char *feed_end;    /* the end of the bytes llhttp is parsing now */
-    bool owner_stopped;      /* an event returned HPE_USER */
+    bool owner_stopped; /* an event returned HPE_USER */
 };
 
 /* Prepares a reader for heads of at most head_limit bytes. Allocates nothing yet. */

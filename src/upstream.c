@@ -262,6 +262,20 @@ static int on_message_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
+/*
+ * What was wrong with a response llhttp refused, in the words http_response_problem uses where the
+ * two llhttp versions draw the line differently: 8.1 hands an empty header name to our check, 9
+ * refuses it itself ("Invalid header token", at the ':' that starts the line).
+ */
+static const char *parse_error_reason(const llhttp_t *p, const char *data)
+{
+    const char *pos = llhttp_get_error_pos(p);
+    if (llhttp_get_errno(p) == HPE_INVALID_HEADER_TOKEN && pos && *pos == ':' &&
+        (pos == data || pos[-1] == '\n'))
+        return "an empty header name";
+    return llhttp_get_error_reason(p);
+}
+
 /* Runs the parser over received bytes and reports the end of the response. */
 static void conn_parse(struct upstream_conn *c, const char *data, size_t len)
 {
@@ -287,7 +301,7 @@ static void conn_parse(struct upstream_conn *c, const char *data, size_t len)
     }
     if (err != HPE_OK) {
         log_warn("qBittorrent sent an invalid response: %s",
-                 c->invalid ? c->invalid : llhttp_get_error_reason(&c->parser));
+                 c->invalid ? c->invalid : parse_error_reason(&c->parser, data));
         conn_fail(c, UV_EPROTO);
     }
 }
