@@ -97,8 +97,9 @@ class Qbt:
     def login(self):
         r, data = self.request("POST", "/api/v2/auth/login",
                                urllib.parse.urlencode({"username": USER, "password": self.password}))
-        if data != b"Ok.":
-            raise RuntimeError("login to qBittorrent failed: %r" % data)
+        # "200 Ok." up to qBittorrent 5.1, "204" (empty body) from 5.2 on.
+        if not (r.status == 204 or (r.status == 200 and data == b"Ok.")):
+            raise RuntimeError("login to qBittorrent failed: %d %r" % (r.status, data))
         self.cookie = r.getheader("Set-Cookie").split(";")[0]
 
     def listen_port(self):

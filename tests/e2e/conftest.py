@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import qbt_builds
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "build" / "release" / "qbit-gluetun-sync"
 
@@ -26,6 +28,18 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 PASSTHROUGH_ENV = ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+
+
+def pytest_report_header(config):
+    return "qBittorrent builds: " + "; ".join(b.describe() for b in qbt_builds.BUILDS)
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that needs a real qBittorrent (the qbt fixture) runs once per build, named by version."""
+    if "qbt_build" in metafunc.fixturenames:
+        metafunc.parametrize("qbt_build", [
+            pytest.param(b, id=b.id, marks=() if b.available else pytest.mark.skip(reason=f"qBittorrent {b.describe()}"))
+            for b in qbt_builds.BUILDS])
 
 
 def bin_path():

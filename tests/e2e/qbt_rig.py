@@ -4,7 +4,7 @@ Usage in a test module (the fixtures must be imported into the module that uses 
 
     from qbt_rig import qbt, sidecar  # noqa: F401  (pytest fixtures)
 
-    def test_something(qbt, sidecar):
+    def test_something(qbt, sidecar):      # runs once per qBittorrent build (qbt_builds.py)
         q = qbt(local_host_auth=True)          # started, API answering
         s = sidecar(q, QBIT_USER=q.username, QBIT_PASS=q.password)   # /healthz answers 200
         ...
@@ -16,14 +16,17 @@ until its API answers. `qbt(start=False, ...)` only prepares it. Every qBittorre
 started through the fixtures is stopped by PID when the test ends: SIGTERM, a deadline, SIGKILL as
 a last resort (which fails the test); a sidecar must exit 0 on that SIGTERM.
 
-Facts this relies on were checked against qbittorrent-nox 4.5.2 (WebAPI 2.8.19), see
-shared/notes/test-rig.md:
+Facts this relies on were checked against qbittorrent-nox 4.5.2 (WebAPI 2.8.19), 5.1.0 and 5.3.0,
+see shared/notes/test-rig.md:
 - config file DIR/qBittorrent/config/qBittorrent.conf, log DIR/qBittorrent/data/logs/qbittorrent.log;
 - the API preferences web_ui_reverse_proxy_enabled / web_ui_reverse_proxies_list are saved as
   [Preferences] WebUI\\ReverseProxySupportEnabled / WebUI\\TrustedReverseProxiesList (read from the
   .conf 4.5.2 wrote after setPreferences and a clean stop);
 - password hash: PBKDF2-HMAC-SHA512, 100000 iterations, 16-byte salt, 64-byte key,
-  stored as @ByteArray(BASE64SALT:BASE64KEY).
+  stored as @ByteArray(BASE64SALT:BASE64KEY);
+- login: up to 5.1 `200 Ok.` (wrong password `200 Fails.`) and cookie SID; from 5.2 `204` (wrong
+  password `401`) and cookie QBT_SID_<webui port>. QbtInstance.login_ok / login_refused /
+  sid_cookie say which, so a test reads the same on every version.
 """
 
 import base64
@@ -41,9 +44,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from qbt_builds import QbtBuild
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_QGS_BIN = REPO_ROOT / "build" / "release" / "qbit-gluetun-sync"
-QBT_BIN = "qbittorrent-nox"
 
 # qBittorrent answers ~0.1 s after start and exits ~1 s after SIGTERM on an idle machine; the
 # deadlines are generous because the sanitizer build and busy CI machines are slow.
@@ -152,6 +156,13 @@ def make_torrent(name=None, content=None, piece_length=16384):
     return Torrent(name, content, bencode(meta), info_hash)
 
 
+def _status_text(r):
+    """(status, body text) of a requests.Response or of a {"status", "text"} dict."""
+    if isinstance(r, dict):
+        return r.get("status"), r.get("text")
+    return r.status_code, r.text
+
+
 def _stop_pid(proc, timeout):
     """SIGTERM by PID, wait up to timeout, SIGKILL fallback; returns (status, seconds, killed)."""
     if proc.poll() is not None:
@@ -169,7 +180,7 @@ def _stop_pid(proc, timeout):
 
 
 class QbtInstance:
-    """One qbittorrent-nox with its own profile dir, WebUI on 127.0.0.1:webui_port.
+    """One qbittorrent-nox (of a QbtBuild) with its own profile dir, WebUI on 127.0.0.1:webui_port.
 
     Config options (written before the first start; change a stopped instance's config with
     set_conf()):
@@ -185,6 +196,7 @@ class QbtInstance:
     def __init__(
         self,
         profile_dir,
+        build,
         username="admin",
         password="qgs-test-pass",
         local_host_auth=True,
@@ -195,7 +207,9 @@ class QbtInstance:
         webui_port=None,
         extra_conf=None,
     ):
-        self.profile_dir = Path(profile_dir)
+        assert isinstance(build, QbtBuild) and build.available, build
+        self.profile_dir = Path(profile_dir).resolve()
+        self.build = build
         self.username = username
         self.password = password
         self.local_host_auth = local_host_auth
@@ -281,6 +295,23 @@ class QbtInstance:
         parser.read(self.conf_path)
         return {s: dict(parser[s]) for s in parser.sections()}
 
+    def webui_key(self, name):
+        """(section, key) of the WebUI setting name in the saved config file: [Preferences]
+        WebUI\\name as the rig writes it and qBittorrent up to 5.1 keeps it, or [WebUI] name once
+        a newer one (5.3 seen) has migrated the file on its first start."""
+        if "WebUI" in self.read_conf():
+            return "WebUI", name
+        return "Preferences", "WebUI\\" + name
+
+    def webui_conf(self, name):
+        """The saved value of the WebUI setting name, wherever this version keeps it (or None)."""
+        section, key = self.webui_key(name)
+        return self.read_conf().get(section, {}).get(key)
+
+    def set_webui_conf(self, name, value):
+        """Changes the WebUI setting name of a stopped instance where this version reads it."""
+        self.set_conf(*self.webui_key(name), value)
+
     def set_conf(self, section, key, value):
         """Changes one key of a stopped instance's config file (qBittorrent rewrites it on exit)."""
         assert not self.running(), "set_conf on a running qBittorrent: stop() it first"
@@ -309,7 +340,7 @@ class QbtInstance:
             out.write(f"---- start #{self.starts}\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [QBT_BIN, f"--profile={self.profile_dir}"],
+                self.build.command(self.profile_dir),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -354,6 +385,45 @@ class QbtInstance:
         wait_for(answered, timeout, interval=0.05, message=lambda: f"qBittorrent not answering\n{self.diagnostics()}")
         return self
 
+    # -- what this version answers
+
+    @property
+    def version(self):
+        return self.build.version
+
+    @property
+    def sid_cookie(self):
+        """The session cookie's name: SID up to 5.1, QBT_SID_<webui port> from 5.2."""
+        return f"QBT_SID_{self.webui_port}" if self.build.at_least(5, 2) else "SID"
+
+    def login_ok(self, r):
+        """True when r (a requests.Response, or a {"status", "text"} dict) is this version's answer
+        to a successful login."""
+        status, text = _status_text(r)
+        if self.build.at_least(5, 2):
+            return status == 204
+        return (status, text) == (200, "Ok.")
+
+    def login_refused(self, r):
+        """True when r is this version's answer to wrong credentials (not a ban: that is 403)."""
+        status, text = _status_text(r)
+        if self.build.at_least(5, 2):
+            return status == 401
+        return (status, text) == (200, "Fails.")
+
+    def torrent_added(self, r):
+        """True when r is this version's answer to a torrents/add that added one torrent: "Ok." up to
+        5.1, a JSON summary from 5.2 on."""
+        status, text = _status_text(r)
+        if status != 200:
+            return False
+        if text == "Ok.":
+            return True
+        try:
+            return json.loads(text).get("success_count") == 1
+        except (ValueError, AttributeError):
+            return False
+
     # -- API
 
     def session(self):
@@ -370,8 +440,8 @@ class QbtInstance:
             data={"username": username or self.username, "password": password or self.password},
             timeout=10,
         )
-        assert r.status_code == 200 and r.text == "Ok.", f"login failed: {r.status_code} {r.text!r}"
-        assert "SID" in s.cookies, f"no SID cookie after login: {r.headers}"
+        assert self.login_ok(r), f"login failed: {r.status_code} {r.text!r}"
+        assert self.sid_cookie in s.cookies, f"no {self.sid_cookie} cookie after login: {r.headers}"
         return s
 
     def api(self, method, path, **kwargs):
@@ -419,7 +489,7 @@ class QbtInstance:
             files={"torrents": (torrent.name + ".torrent", torrent.data, "application/x-bittorrent")},
             data={"savepath": str(save_dir)},
         )
-        assert r.status_code == 200 and r.text == "Ok.", f"torrents/add: {r.status_code} {r.text!r}"
+        assert self.torrent_added(r), f"torrents/add: {r.status_code} {r.text!r}"
         return self.wait_torrent(torrent.info_hash, timeout)
 
     def wait_torrent(self, info_hash, timeout=10.0):
@@ -581,15 +651,16 @@ def start_sidecar(qbt_instance, work_dir, timeout=SIDECAR_START_TIMEOUT, **overr
 
 
 @pytest.fixture
-def qbt(tmp_path):
+def qbt(tmp_path, qbt_build):
     """Factory: qbt(start=True, **QbtInstance options) -> QbtInstance, started and answering.
 
-    Each call gets its own profile dir. All are stopped by PID at the end of the test.
+    Each call gets its own profile dir; all run the test's qBittorrent build (qbt_build, one per
+    parametrized run). All are stopped by PID at the end of the test.
     """
     instances = []
 
     def make(start=True, **options):
-        q = QbtInstance(tmp_path / f"qbt{len(instances)}", **options)
+        q = QbtInstance(tmp_path / f"qbt{len(instances)}", qbt_build, **options)
         instances.append(q)
         if start:
             q.start()

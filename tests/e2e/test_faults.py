@@ -92,9 +92,10 @@ def kill_qbt(q, lock_stale_in=0.0):
     return empty_lock
 
 
-# Keys the rig's qBittorrent cannot do without (loopback-only WebUI on its port, our login).
-ESSENTIAL_KEYS = [("Preferences", "WebUI\\Port"), ("Preferences", "WebUI\\Address"),
-                  ("Preferences", "WebUI\\Password_PBKDF2"), ("BitTorrent", "Session\\Interface")]
+def essential_keys(q):
+    """Keys the rig's qBittorrent cannot do without (loopback-only WebUI on its port, our login)."""
+    return [q.webui_key("Port"), q.webui_key("Address"), q.webui_key("Password_PBKDF2"),
+            ("BitTorrent", "Session\\Interface")]
 
 
 def recover_conf(q):
@@ -112,7 +113,7 @@ def recover_conf(q):
         if parser is not None and any(parser.items(sec) for sec in parser.sections()):
             os.replace(new, q.conf_path)
     conf = q.read_conf()
-    missing = [k for sec, k in ESSENTIAL_KEYS if k not in conf.get(sec, {})]
+    missing = [k for sec, k in essential_keys(q) if k not in conf.get(sec, {})]
     assert not missing, (f"the SIGKILL cut qBittorrent's own config file: {missing} missing "
                          f"(files: {sorted(p.name for p in q.conf_path.parent.iterdir())})")
 
@@ -241,7 +242,7 @@ def add_paused(q, data, info_hash):
     r = q.api("POST", "/api/v2/torrents/add",
               files={"torrents": ("big.torrent", data, "application/x-bittorrent")},
               data={"savepath": str(q.save_dir), "paused": "true"}, timeout=60)
-    assert r.status_code == 200 and r.text == "Ok.", f"torrents/add: {r.status_code} {r.text!r}"
+    assert q.torrent_added(r), f"torrents/add: {r.status_code} {r.text!r}"
     q.wait_torrent(info_hash, timeout=30)
 
 
@@ -532,7 +533,7 @@ def test_qbt_killed_mid_upload_502_or_abort_then_works_after_restart(qbt, sideca
     r = requests.post(sc.base_url + "/api/v2/torrents/add",
                       files={"torrents": (small.name + ".torrent", small.data, "application/x-bittorrent")},
                       data={"savepath": str(q.save_dir)}, headers={"Origin": sc.origin}, timeout=15)
-    assert (r.status_code, r.text) == (200, "Ok."), (r.status_code, r.text, sc.log())
+    assert q.torrent_added(r), (r.status_code, r.text, sc.log())
     q.wait_torrent(small.info_hash)
 
 

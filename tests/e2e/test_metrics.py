@@ -179,7 +179,7 @@ def test_exposition_valid_with_real_qbittorrent_after_sync_and_login(qbt, sideca
     s = requests.Session()
     r = s.post(sc.base_url + "/api/v2/auth/login", data={"username": q.username, "password": q.password},
                timeout=TIMEOUT)
-    assert r.status_code == 200 and r.text == "Ok.", r.text
+    assert q.login_ok(r), (r.status_code, r.text)
     assert s.get(sc.base_url + "/api/v2/app/version", timeout=TIMEOUT).status_code == 200
     expo = wait_for(lambda: (lambda e: e if e.value(P + "apply_latency_seconds_count") == 1 else None)(
         scrape("127.0.0.1", sc.port)), TIMEOUT, interval=0.05, message="apply latency never observed")

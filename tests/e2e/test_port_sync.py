@@ -1,11 +1,12 @@
-"""Port sync against a real qbittorrent-nox 4.5.2: Gluetun's port file -> qBittorrent's listen_port.
+"""Port sync against a real qbittorrent-nox, each build the suite has (qbt_builds.py: the host's
+4.5.2 or 5.1.0, Debian sid's 5.3.0): Gluetun's port file -> qBittorrent's listen_port.
 
 One scenario per test. Every qBittorrent has its own profile (the `qbt` fixture of qbt_rig.py),
 every sidecar is the real binary ($QGS_BIN) and must exit 0 on SIGTERM at the end (the `sidecar`
 fixture checks that). Waits are on conditions with deadlines; the only fixed pauses are part of a
 scenario (how long the VPN stays down) and are marked as such.
 
-What qBittorrent 4.5.2 logs when its listen port changes (read from its log after a
+What qBittorrent logs when its listen port changes (4.5.2 and 5.3.0 alike) (read from its log after a
 setPreferences; an unchanged listen_port logs nothing):
     (N) ... - Trying to listen on the following list of IP addresses: "127.0.0.1:40001"
     (I) ... - Successfully listening on IP. IP: "127.0.0.1". Port: "TCP/40001"
@@ -353,6 +354,48 @@ def test_wrong_password_clear_error_and_no_ban(qbt, sidecar, tmp_path):
     assert s.get(q.base_url + "/api/v2/app/version", timeout=5).status_code == 200
     assert q.listen_port() == original
     assert sc.log().count("wrong QBIT_USER or QBIT_PASS") == 1, sc.log()
+
+
+def rotate_api_key(q):
+    """A new WebUI API key, made through qBittorrent's own API (5.2+), as a user makes one."""
+    if not q.build.at_least(5, 2):
+        pytest.skip(f"API keys came with qBittorrent 5.2; this one is {q.build.version_text}")
+    r = q.api("POST", "/api/v2/app/rotateAPIKey")
+    assert r.status_code == 200, (r.status_code, r.text)
+    key = r.json()["apiKey"]
+    assert key.startswith("qbt_"), key
+    return key
+
+
+def test_api_key_syncs_without_a_login(qbt, sidecar, tmp_path):
+    q = qbt(local_host_auth=True)
+    key = rotate_api_key(q)
+    since = len(q.log_barrier())
+    port = free_port()
+    path = port_file(tmp_path, port)
+    sc = sidecar(q, PORT_FILE=path, QBIT_API_KEY=key)
+    wait_port(q, sc, port)
+    wait_ready(sc)
+    new = free_port()
+    write_in_place(path, str(new))
+    wait_port(q, sc, new)
+    # The key replaced the login: qBittorrent logged no login attempt at all after the test's own.
+    logged = q.without_barriers(q.log_barrier()[since:])
+    assert "WebAPI login" not in logged, logged
+    assert "logged in" not in sc.log(), sc.log()
+
+
+def test_wrong_api_key_named_and_nothing_applied(qbt, sidecar, tmp_path):
+    q = qbt(local_host_auth=True)
+    rotate_api_key(q)  # qBittorrent has a key, just not this one
+    original = q.listen_port()
+    path = port_file(tmp_path, free_port())
+    sc = sidecar(q, PORT_FILE=path, QBIT_API_KEY="qbt_" + "0" * 32)
+    wait_sidecar_log(sc, "QBIT_API_KEY")
+    status, body = sync_call(sc)
+    assert status == 401, body
+    assert "QBIT_API_KEY" in body["message"], body
+    assert q.listen_port() == original
 
 
 def test_sync_during_the_first_refused_login_is_answered(qbt, sidecar, tmp_path):

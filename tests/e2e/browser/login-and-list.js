@@ -6,7 +6,7 @@
 //        --expect NAME --screenshot /path/shot.png [--timeout 30000] [--chromium /usr/bin/chromium]
 //
 // Prints one JSON object on stdout ({ok, rows, error, ...}) and exits 0 when the row was seen,
-// 1 otherwise. Selectors are those of qBittorrent 4.5's WebUI.
+// 1 otherwise. Selectors hold for the WebUI of qBittorrent 4.5 to 5.3.
 'use strict';
 
 const fs = require('fs');
@@ -66,7 +66,8 @@ async function main() {
     step('log in');
     await page.fill('#username', args.username, { timeout: left() });
     await page.fill('#password', args.password, { timeout: left() });
-    await page.click('#login', { timeout: left() });
+    // The login button: #login up to 4.x, #loginButton from 5.0; both are the form's submit input.
+    await page.click('#loginform [type=submit]', { timeout: left() });
 
     step('wait for the torrent list');
     // After a successful login the page reloads itself into the main UI, which polls
