@@ -12,6 +12,17 @@ BUILD   := build/$(VARIANT)
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 CC      ?= cc
+# A cross-build: CROSS=<Debian multiarch triplet> (aarch64-linux-gnu) builds into
+# build/<triplet>-<variant> with that triplet's gcc, against that architecture's -dev
+# packages (dpkg multiarch); RUN runs what it built (qemu-user). make arm64-check does both.
+CROSS   ?=
+RUN     ?=
+ifneq ($(CROSS),)
+CC         := $(CROSS)-gcc
+AR         := $(CROSS)-ar
+PKG_CONFIG := PKG_CONFIG_LIBDIR=/usr/lib/$(CROSS)/pkgconfig:/usr/share/pkgconfig pkg-config
+BUILD      := build/$(CROSS)-$(VARIANT)
+endif
 include mk/deps.mk
 
 ifeq ($(VARIANT),asan)
@@ -50,7 +61,7 @@ $(shell mkdir -p $(BUILD))
 $(file > $(FLAGS_STAMP),$(strip $(BUILD_FLAGS)))
 endif
 
-.PHONY: all help deps browser-deps qbt-root build unit-build unit e2e test test-variant format format-check demo run clean \
+.PHONY: all help deps browser-deps qbt-root arm64-check build unit-build unit e2e test test-variant format format-check demo run clean \
 	fuzz fuzz-smoke
 
 all: $(BIN)
@@ -61,6 +72,7 @@ help:
 	@echo "make         build build/release/qbit-gluetun-sync"
 	@echo "make format  reformat the C sources with $(CLANG_FORMAT)"
 	@echo "make fuzz    run every fuzz driver (SECONDS=N each, default 60)"
+	@echo "make arm64-check  cross-build for arm64, run its unit tests and a smoke under qemu-user"
 
 deps:
 	@scripts/install-deps.sh
@@ -106,7 +118,7 @@ unit-build: $(UNIT_BINS)
 # is a failure, not a pass (pytest likewise exits 5 when it collects no test).
 unit: $(UNIT_BINS)
 	@test -n "$(UNIT_BINS)" || { echo "unit: no test programs in tests/unit" >&2; exit 1; }
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $(RUN) $$t; done
 
 e2e: $(BIN) browser-deps
 	QGS_BIN=$(abspath $(BIN)) QGS_SANITIZED=$(if $(filter asan,$(VARIANT)),1,0) \
@@ -119,6 +131,27 @@ test-variant: build unit e2e
 # (scripts/qbt-root.sh says where); the end-to-end suites run against it and the host's own.
 qbt-root:
 	@scripts/qbt-root.sh
+
+# arm64 without arm64 hardware: the cross-build (release), its unit tests and a short end-to-end
+# smoke (tests/e2e/test_smoke.py and the command line) under qemu-user. It needs the arm64
+# architecture in dpkg (scripts/install-deps.sh arm64 adds it), so it is not part of make test.
+ARM64       := aarch64-linux-gnu
+ARM64_QEMU  := qemu-aarch64-static
+ARM64_BUILD := build/$(ARM64)-release
+arm64-check:
+	@command -v $(ARM64)-gcc >/dev/null && command -v $(ARM64_QEMU) >/dev/null || \
+	  { echo "arm64-check: needs $(ARM64)-gcc and $(ARM64_QEMU): run scripts/install-deps.sh arm64" >&2; exit 1; }
+	@$(MAKE) --no-print-directory CROSS=$(ARM64) VARIANT=release RUN=$(ARM64_QEMU) build unit
+	@file -b $(ARM64_BUILD)/qbit-gluetun-sync | grep -q 'ARM aarch64' || \
+	  { echo "arm64-check: $(ARM64_BUILD)/qbit-gluetun-sync is not an arm64 binary" >&2; exit 1; }
+	@needed=$$($(ARM64)-readelf -d $(ARM64_BUILD)/qbit-gluetun-sync | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); \
+	  other=$$(echo "$$needed" | grep -vE '^(libc\.so\.6|ld-linux-aarch64\.so\.1)$$' || true); \
+	  [ -z "$$other" ] || { echo "arm64-check: the binary needs $$other, not only glibc" >&2; exit 1; }
+	@printf '#!/bin/sh\nexec $(ARM64_QEMU) %s "$$@"\n' "$(abspath $(ARM64_BUILD))/qbit-gluetun-sync" \
+	  > $(ARM64_BUILD)/qbit-gluetun-sync-qemu && chmod +x $(ARM64_BUILD)/qbit-gluetun-sync-qemu
+	QGS_BIN=$(abspath $(ARM64_BUILD))/qbit-gluetun-sync-qemu QGS_SANITIZED=0 QGS_QBT_BUILDS=none \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e/test_smoke.py tests/e2e/test_cli.py
+	@echo "arm64-check: passed (cross-built, unit tests and smoke under $(ARM64_QEMU))"
 
 # The whole suite, as CI runs it: formatting, then both variants.
 test: deps

@@ -28,7 +28,7 @@ curl ca-certificates systemd valgrind"
 # The arm64 cross-build: cross compiler, the libraries for arm64 (dpkg multiarch) and qemu to run
 # what was built.
 ARM64_PACKAGES="crossbuild-essential-arm64 libuv1-dev:arm64 libjansson-dev:arm64 libcmocka-dev:arm64
-libllhttp-dev:arm64|node-llhttp qemu-user-static python3 python3-requests"
+libllhttp-dev:arm64|node-llhttp qemu-user-static file python3 python3-pytest python3-requests"
 
 what=${1:-all}
 case "$what" in
