@@ -1,9 +1,11 @@
 """Port sync against qBittorrent 5.2's login and API-key behaviour, played by a small fake.
 
-Debian ships qBittorrent 4.5.2 (tested for real elsewhere); 5.2 changed what the sidecar sees:
-login answers 204 (success) or 401 (wrong credentials), the session cookie is named
-QBT_SID_<webui port>, and API keys (Authorization: Bearer) replace the login. The fake follows
-the 5.2 sources for exactly these answers and records what it was sent.
+5.2 changed what the sidecar sees: login answers 204 (success) or 401 (wrong credentials), the
+session cookie is named QBT_SID_<webui port>, and API keys (Authorization: Bearer) replace the
+login. The real 5.3.0 (Debian sid, qbt_builds.py) runs the port-sync, proxy and browser suites;
+this fake stays for what a real binary here cannot show on demand: 5.2.0 exactly, a session that
+expires while qBittorrent keeps running, and every request the sidecar sent, as recorded. It
+follows the 5.2 sources for these answers.
 """
 
 import http.server
