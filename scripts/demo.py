@@ -166,7 +166,10 @@ def main():
     write_qbt_config(os.path.join(work, "profile"), webui_port, password)
     qbt_proc = sidecar = None
     stop_tail = threading.Event()
-    # Ctrl-C (SIGINT) and SIGTERM both end the demo through the finally below.
+    # Ctrl-C (SIGINT) and SIGTERM both end the demo through the finally below. SIGINT's handler is
+    # set explicitly: Python leaves SIGINT ignored when it starts with it ignored (a background job
+    # of a non-interactive shell), and then Ctrl-C would not stop the demo.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         print("demo: starting qbittorrent-nox (WebUI on 127.0.0.1:%d, profile in %s)" % (webui_port, work))
