@@ -183,7 +183,10 @@ format-check:
 	  echo "format-check: skipped: $(CLANG_FORMAT) is not installed (the sources are formatted with it)"; \
 	else $(CLANG_FORMAT) --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok ($(CLANG_FORMAT))"; fi
 
-demo: deps $(BIN)
+# The build runs in a make of its own, after deps: which libraries this release has (mk/deps.mk)
+# is decided when a make starts, and on a fresh machine deps has only just installed them.
+demo: deps
+	@$(MAKE) --no-print-directory build
 	@scripts/demo.py
 
 run: $(BIN)
