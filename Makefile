@@ -122,7 +122,7 @@ unit: $(UNIT_BINS)
 
 e2e: $(BIN) browser-deps
 	QGS_BIN=$(abspath $(BIN)) QGS_SANITIZED=$(if $(filter asan,$(VARIANT)),1,0) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+	  $(PYTHON) -m pytest -q -rfEsx -p no:cacheprovider tests/e2e
 
 # One variant: build, unit tests, end-to-end tests.
 test-variant: build unit e2e
