@@ -368,7 +368,8 @@ static int on_head(struct request_reader *r)
     char why[256];
     memset(why, 'Z', sizeof why);
     bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-    switch (request_route(r, true, true, true, why, sizeof why)) {
+    const struct route_context ctx = {.peer_allowed = true, .have_sync = true, .have_proxy = true};
+    switch (request_route(r, &ctx, why, sizeof why)) {
     case ROUTE_HEALTHZ:
     case ROUTE_READYZ:
         note(c, "local");
@@ -381,6 +382,8 @@ static int on_head(struct request_reader *r)
         note(c, "refused");
         c->stop = true;
         return HPE_USER;
+    case ROUTE_BAD_HOST:
+    case ROUTE_HOST_UNCHECKED:
     case ROUTE_CROSS_ORIGIN:
         FUZZ_CHECK(memchr(why, '\0', sizeof why) && why[0], "refused without a reason");
         note(c, "401 cross-origin");

@@ -196,6 +196,13 @@ int config_load(struct config *cfg, char *err, size_t errlen)
                 "ALLOWED_IPS=\"%s\": %s; expected comma-separated IPs or CIDRs such as 192.168.1.0/24, ::1",
                 v, msg);
 
+    v = getenv("ALLOWED_HOSTS");
+    cfg->allowed_hosts_text = dup_or_die(&p, v ? v : "");
+    if (hostcheck_parse(v ? v : "", &cfg->hosts, msg, sizeof msg) != 0)
+        problem(&p,
+                "ALLOWED_HOSTS=\"%s\": %s; expected comma-separated host names such as qbt.lan, *.home.arpa",
+                v, msg);
+
     v = env("LOG_LEVEL");
     cfg->log_level = LOG_INFO;
     if (v && log_level_parse(v, &cfg->log_level) != 0)
@@ -245,6 +252,8 @@ void config_free(struct config *cfg)
     free(cfg->listen_addr);
     free(cfg->allowed_ips_text);
     allowlist_free(cfg->allowed);
+    free(cfg->allowed_hosts_text);
+    hostcheck_free(cfg->hosts);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -264,6 +273,9 @@ void config_print(const struct config *cfg, FILE *out)
         fprintf(out, "%s%s", i ? "," : "", allowlist_entry_format(cfg->allowed, i, buf, sizeof buf));
     }
     fprintf(out, "%s\n", count ? "" : "(empty: every client is denied)");
+    fprintf(out, "ALLOWED_HOSTS=%s\n",
+            hostcheck_has_own_list(cfg->hosts) ? cfg->allowed_hosts_text
+                                               : "(empty: qBittorrent's own list decides)");
     fprintf(out, "LOG_LEVEL=%s\n", log_level_name(cfg->log_level));
     fprintf(out, "HEADER_TIMEOUT=%u\n", cfg->header_timeout_ms / 1000);
     fprintf(out, "IDLE_TIMEOUT=%u\n", cfg->idle_timeout_ms / 1000);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "allowlist.h"
+#include "hostcheck.h"
 #include "log.h"
 #include "url.h"
 
@@ -24,6 +25,8 @@ struct config {
     char *listen_addr;            /* LISTEN_ADDR, NULL = all interfaces, dual-stack if possible */
     char *allowed_ips_text;       /* ALLOWED_IPS as given */
     struct allowlist *allowed;    /* ALLOWED_IPS parsed; empty denies everyone */
+    char *allowed_hosts_text;     /* ALLOWED_HOSTS as given */
+    struct hostcheck *hosts;      /* ALLOWED_HOSTS parsed, and qBittorrent's own Host rule once read */
     enum log_level log_level;     /* LOG_LEVEL */
     unsigned header_timeout_ms;   /* HEADER_TIMEOUT: a request head must arrive within it */
     unsigned idle_timeout_ms;     /* IDLE_TIMEOUT: an idle client connection is closed after it */

@@ -233,9 +233,19 @@ const char *http_response_problem(const struct http_head *h, int status)
 {
     if (status < 100 || status > 599)
         return "a status code outside 100..599";
+    unsigned codings = 0;
     for (unsigned i = 0; i < h->count; i++) {
         if (h->headers[i].name_len == 0)
             return "an empty header name";
+        if (http_header_is(h, i, "transfer-encoding")) {
+            /* The proxy de-chunks and re-frames: any other coding (gzip) would reach the client undone. */
+            const char *v = http_header_value(h, i), *end = v + h->headers[i].value_len, *tok;
+            size_t len;
+            while ((tok = http_list_next(&v, end, &len)) != NULL) {
+                if (len != 7 || strncasecmp(tok, "chunked", 7) != 0 || ++codings > 1)
+                    return "a Transfer-Encoding other than chunked alone";
+            }
+        }
     }
     return NULL;
 }
@@ -265,6 +275,8 @@ const char *http_status_reason(int status)
         return "Request Timeout";
     case 413:
         return "Content Too Large";
+    case 421:
+        return "Misdirected Request";
     case 422:
         return "Unprocessable Content";
     case 429:

@@ -98,8 +98,10 @@ int chunk_check_feed(struct chunk_check *cc, const char *data, size_t len, size_
  * Checks on a response llhttp accepts but a proxy must not pass on. A reason
  * phrase (or a piece of it) may hold no control byte but HTAB:
  * http_reason_problem returns what is wrong with one, or NULL. A complete head
- * needs a status of 100..599 (llhttp takes "HTTP/1.1 003") and no empty header
- * name (": v"): http_response_problem returns what is wrong, or NULL.
+ * needs a status of 100..599 (llhttp takes "HTTP/1.1 003"), no empty header
+ * name (": v") and no Transfer-Encoding but a single chunked (the proxy
+ * re-frames bodies, so it would drop any other coding): http_response_problem
+ * returns what is wrong, or NULL.
  */
 const char *http_reason_problem(const char *at, size_t len);
 const char *http_response_problem(const struct http_head *h, int status);

@@ -46,6 +46,7 @@ static void usage(FILE *out)
         "  LISTEN_ADDR       address to listen on (all interfaces, IPv4 and IPv6)\n"
         "  LISTEN_PORT       port to listen on (9090)\n"
         "  ALLOWED_IPS       comma-separated IPs/CIDRs allowed in (empty: nobody)\n"
+        "  ALLOWED_HOSTS     host names allowed in Host, on top of qBittorrent's own list (empty: its list)\n"
         "  LOG_LEVEL         debug, info, warn or error (info)\n"
         "  HEADER_TIMEOUT    seconds a client has to send a request head (10)\n"
         "  IDLE_TIMEOUT      seconds an idle client connection is kept (60)\n"

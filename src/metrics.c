@@ -117,6 +117,10 @@ int metrics_render(struct buf *out)
     rc |= family(out, "denied_requests_total", "counter",
                  "Requests refused because the client is not in ALLOWED_IPS.");
     rc |= buf_printf(out, PREFIX "denied_requests_total %llu\n", (unsigned long long)metrics.denied_requests);
+    rc |= family(out, "misdirected_requests_total", "counter",
+                 "Requests refused because qBittorrent (or ALLOWED_HOSTS) does not allow their Host name.");
+    rc |= buf_printf(out, PREFIX "misdirected_requests_total %llu\n",
+                     (unsigned long long)metrics.misdirected_requests);
     rc |= family(out, "client_connections", "gauge", "Open client connections.");
     rc |= buf_printf(out, PREFIX "client_connections %lld\n", (long long)metrics.client_connections);
     rc |= family(out, "upstream_connections", "gauge", "Open connections to qBittorrent, by state.");

@@ -35,6 +35,7 @@ struct metrics {
     uint64_t requests[METRICS_METHODS][5]; /* proxied requests by method and status class 1xx..5xx */
     uint64_t upstream_errors[UPSTREAM_ERR_KINDS];
     uint64_t denied_requests;
+    uint64_t misdirected_requests; /* Host not allowed (hostcheck.h) */
     int64_t client_connections, upstream_connections_active, upstream_connections_idle;
 };
 

@@ -18,7 +18,8 @@ static int parse_line(const char *s, size_t len, uint16_t *port)
     }
     while (len > 0 && is_space(s[len - 1]))
         len--;
-    if (len == 0 || len > 5)
+    /* Gluetun writes plain decimal; a leading zero (00080, 040000) is not a port it wrote. */
+    if (len == 0 || len > 5 || (len > 1 && s[0] == '0'))
         return -1;
     unsigned long v = 0;
     for (size_t i = 0; i < len; i++) {
@@ -69,8 +70,9 @@ enum portfile_result portfile_parse(const char *data, size_t len, uint16_t *port
         if (q < line_end && parse_line(p, (size_t)(line_end - p), &v) != 0) {
             char shown[96];
             quote(data, len > 40 ? 40 : len, shown, sizeof shown);
-            snprintf(err, errlen, "expected port numbers 1..65535, one per line; got \"%s\"%s", shown,
-                     len > 40 ? "..." : "");
+            snprintf(err, errlen,
+                     "expected port numbers 1..65535 without leading zeros, one per line; got \"%s\"%s",
+                     shown, len > 40 ? "..." : "");
             return PORTFILE_INVALID;
         }
         if (q < line_end && first == 0)

@@ -204,7 +204,9 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
     ex->has_body = !ex->collect && (parser->flags & F_CONTENT_LENGTH) && parser->content_length > 0;
     size_t len;
     const char *expect = http_head_find(head, "expect", &len);
-    ex->expect_continue = expect && len == 12 && strncasecmp(expect, "100-continue", 12) == 0;
+    /* RFC 9110, 15.2: no 1xx to an HTTP/1.0 client. */
+    ex->expect_continue =
+        ex->client_http11 && expect && len == 12 && strncasecmp(expect, "100-continue", 12) == 0;
 
     /* qBittorrent cannot read a chunked body: collect it first, the head follows with its length. */
     if (ex->collect) {
@@ -234,10 +236,16 @@ too_large:
     return NULL;
 }
 
-/* A body we collected is still here, so the request can be sent again on another connection. */
+/*
+ * The request may be sent again on another connection: qBittorrent may have received and executed
+ * it before the connection broke, so only a method that is safe to repeat (RFC 9110, 9.2.2) is,
+ * and only while we still hold all of it (a streamed body is gone, a collected one is here).
+ */
 static bool replayable(const struct proxy_exchange *ex)
 {
-    return !ex->has_body && (!ex->collect || ex->req_complete);
+    bool idempotent = ex->method == HTTP_GET || ex->method == HTTP_HEAD || ex->method == HTTP_OPTIONS ||
+                      ex->method == HTTP_PUT || ex->method == HTTP_DELETE || ex->method == HTTP_TRACE;
+    return idempotent && !ex->has_body && (!ex->collect || ex->req_complete);
 }
 
 /* Writes the request (and a collected body) on a ready connection; returns 0, or -1 after failing. */
@@ -245,6 +253,8 @@ static int send_request(struct proxy_exchange *ex)
 {
     if (ex->head_request)
         upstream_conn_expect_no_body(ex->conn);
+    if (ex->upgrade)
+        upstream_conn_expect_upgrade(ex->conn);
     int rc = upstream_conn_write(ex->conn, ex->head.data, ex->head.len);
     if (rc == 0 && ex->collect && ex->body.len > 0)
         rc = upstream_conn_write(ex->conn, ex->body.data, ex->body.len);
@@ -488,10 +498,13 @@ static void on_error(void *ctx, int err, int got_response)
         if (connect_upstream(ex, 1) == 0)
             return;
     }
-    if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
+    /* An invalid answer was logged, with what was wrong, where it was parsed. */
+    if (err != UV_EPROTO && log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
         log_warn("request to qBittorrent failed: %s", uv_strerror(err));
     fail(ex, err == UV_ETIMEDOUT ? 504 : 502,
-         err == UV_ETIMEDOUT ? "qBittorrent did not answer in time" : "qBittorrent closed the connection");
+         err == UV_ETIMEDOUT ? "qBittorrent did not answer in time"
+         : err == UV_EPROTO  ? "qBittorrent sent an answer that cannot be passed on"
+                             : "qBittorrent closed the connection");
 }
 
 static void on_drain(void *ctx)

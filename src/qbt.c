@@ -22,8 +22,9 @@ struct qbt {
     char cookie[COOKIE_MAX]; /* "SID=..." once logged in */
     /* The call in flight. */
     bool busy, relogged, retried;
-    enum step op;   /* what the caller asked for */
-    enum step step; /* what is on the wire */
+    uint64_t deadline; /* the call must be over by this loop time (UPSTREAM_TIMEOUT from its start) */
+    enum step op;      /* what the caller asked for */
+    enum step step;    /* what is on the wire */
     uint16_t set_port;
     char *set_json;         /* the JSON for setPreferences, owned; NULL for set_port */
     struct qbt_prefs prefs; /* from the last successful read */
@@ -34,6 +35,7 @@ struct qbt {
     struct buf req, resp;
     int status;
     char new_cookie[COOKIE_MAX];
+    bool saw_cookie; /* the answer set a cookie, usable or not */
 };
 
 static const struct upstream_handler handler;
@@ -108,6 +110,14 @@ int qbt_parse_prefs(const char *json, size_t len, struct qbt_prefs *out)
         snprintf(out->proxies_list, sizeof out->proxies_list, "%s", json_string_value(list));
     }
     out->bypass_local_auth = json_is_true(json_object_get(root, "bypass_local_auth"));
+    json_t *validation = json_object_get(root, "web_ui_host_header_validation_enabled");
+    json_t *domains = json_object_get(root, "web_ui_domain_list");
+    if (json_is_boolean(validation) && json_is_string(domains) &&
+        json_string_length(domains) < sizeof out->domain_list) {
+        out->has_host_settings = 1;
+        out->host_validation = json_is_true(validation);
+        snprintf(out->domain_list, sizeof out->domain_list, "%s", json_string_value(domains));
+    }
     json_decref(root);
     return rc;
 }
@@ -230,9 +240,15 @@ static int send_step(struct qbt *q, enum step step)
     q->step = step;
     q->status = 0;
     q->new_cookie[0] = '\0';
+    q->saw_cookie = false;
     buf_reset(&q->resp);
     q->conn = upstream_conn_get(q->up, q->retried, &handler, q);
-    return q->conn ? 0 : UV_ENOMEM;
+    if (!q->conn)
+        return UV_ENOMEM;
+    /* The whole call, every step, within UPSTREAM_TIMEOUT: an answer that trickles must not hold the
+     * reconciler (and /sync) for as long as it trickles. */
+    upstream_conn_set_deadline(q->conn, q->deadline);
+    return 0;
 }
 
 /* The next step of a call in progress; a failure to start it ends the call. */
@@ -256,6 +272,7 @@ static int start(struct qbt *q, enum step op, qbt_cb cb, void *ctx)
     q->op = op;
     q->cb = cb;
     q->ctx = ctx;
+    q->deadline = upstream_now(q->up) + q->cfg->upstream_timeout_ms;
     int rc = send_step(q, needs_login(q) && !q->cookie[0] ? STEP_LOGIN : op);
     if (rc != 0)
         q->busy = false;
@@ -347,9 +364,11 @@ static void on_head(void *ctx, int status, const struct http_head *head, const l
     q->status = status;
     /* The session cookie is the one qBittorrent sets at login, whatever it is called. */
     for (unsigned i = 0; i < head->count && !q->new_cookie[0]; i++) {
-        if (http_header_is(head, i, "set-cookie"))
+        if (http_header_is(head, i, "set-cookie")) {
+            q->saw_cookie = true;
             qbt_session_cookie(http_header_value(head, i), head->headers[i].value_len, q->new_cookie,
                                sizeof q->new_cookie);
+        }
     }
 }
 
@@ -371,8 +390,16 @@ static void on_end(void *ctx)
 
     if (q->step == STEP_LOGIN) {
         enum qbt_result r = qbt_login_result(q->status, q->resp.data ? q->resp.data : "", q->resp.len);
-        if (r == QBT_OK && !q->new_cookie[0])
-            r = QBT_BAD_RESPONSE;
+        if (r == QBT_OK && !q->new_cookie[0]) {
+            snprintf(msg, sizeof msg,
+                     q->saw_cookie
+                         ? "qBittorrent accepted the login, but its session cookie cannot be sent back "
+                           "(longer than %d bytes, or with a blank, control byte or quote in it)"
+                         : "qBittorrent accepted the login (HTTP %d) but set no session cookie",
+                     q->saw_cookie ? COOKIE_MAX - 1 : q->status);
+            finish(q, QBT_BAD_RESPONSE, -1, msg);
+            return;
+        }
         if (r != QBT_OK) {
             if (r == QBT_AUTH_FAILED)
                 snprintf(msg, sizeof msg,
@@ -445,7 +472,15 @@ static void on_error(void *ctx, int err, int got_response)
             return;
     }
     char msg[512];
-    snprintf(msg, sizeof msg, "qBittorrent at %s: %s", q->cfg->qbit.authority, uv_strerror(err));
+    if (err == UV_ETIMEDOUT)
+        /* The connection was made; the answer did not come (or not all of it) in time. */
+        snprintf(msg, sizeof msg, "qBittorrent at %s did not answer within %u s (UPSTREAM_TIMEOUT)",
+                 q->cfg->qbit.authority, q->cfg->upstream_timeout_ms / 1000);
+    else if (err == UV_EPROTO)
+        snprintf(msg, sizeof msg, "qBittorrent at %s sent an invalid response (the log says what was wrong)",
+                 q->cfg->qbit.authority);
+    else
+        snprintf(msg, sizeof msg, "qBittorrent at %s: %s", q->cfg->qbit.authority, uv_strerror(err));
     finish(q, err == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
 }
 

@@ -47,6 +47,9 @@ struct qbt_prefs {
     int reverse_proxy_enabled; /* web_ui_reverse_proxy_enabled */
     char proxies_list[1024];   /* web_ui_reverse_proxies_list */
     int bypass_local_auth;     /* bypass_local_auth */
+    int has_host_settings;     /* the two Host-validation preferences were present (and the list fits) */
+    int host_validation;       /* web_ui_host_header_validation_enabled */
+    char domain_list[2048];    /* web_ui_domain_list */
 };
 
 /* The preferences from the last successful qbt_get_port. */

@@ -43,6 +43,12 @@ int head_scan_feed(struct head_scan *s, size_t limit, const char *data, size_t l
         if (ch == '\n') {
             if (!s->prev_cr)
                 return scan_refuse(s, 400, "bare LF as a line end in the head");
+            if (s->started && !s->line1_done) {
+                /* llhttp gives the version's digits only, and takes RTSP/1.0 (or ICE/1.0) for 1.0. */
+                s->line1_done = true;
+                if (memcmp(s->tail, " HTTP/1.", 8) != 0 || !isdigit((unsigned char)s->tail[8]))
+                    return scan_refuse(s, 400, "not an HTTP/1.x request line");
+            }
             /* An empty line ends the head, once a request line was seen (empty lines before it are allowed).
              */
             if (s->line_len == 0 && s->started) {
@@ -54,6 +60,10 @@ int head_scan_feed(struct head_scan *s, size_t limit, const char *data, size_t l
         } else if (ch != '\r') {
             s->line_len++;
             s->started = true;
+            if (!s->line1_done) {
+                memmove(s->tail, s->tail + 1, sizeof s->tail - 1);
+                s->tail[sizeof s->tail - 1] = ch;
+            }
         }
         s->prev_cr = ch == '\r';
     }
@@ -78,7 +88,7 @@ const char *request_ambiguity(const struct http_head *head, const llhttp_t *p)
 {
     if (p->http_major != 1)
         return "unsupported HTTP version";
-    unsigned hosts = 0, codings = 0;
+    unsigned hosts = 0, codings = 0, te_fields = 0;
     for (unsigned i = 0; i < head->count; i++) {
         const struct http_header *hd = &head->headers[i];
         if (hd->name_len == 0)
@@ -89,6 +99,7 @@ const char *request_ambiguity(const struct http_head *head, const llhttp_t *p)
             hosts++;
         }
         if (http_header_is(head, i, "transfer-encoding")) {
+            te_fields++;
             /* Only "chunked": we would pass any other coding on undecoded (RFC 9112, 6.3). */
             const char *v = http_header_value(head, i), *end = v + hd->value_len, *tok;
             size_t tok_len;
@@ -99,6 +110,9 @@ const char *request_ambiguity(const struct http_head *head, const llhttp_t *p)
             }
         }
     }
+    /* An empty or blank Transfer-Encoding names no coding: what frames the body is anyone's guess. */
+    if (te_fields > codings)
+        return "empty Transfer-Encoding";
     if (codings > 1 || ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)))
         return "unsupported Transfer-Encoding";
     if (codings && p->http_minor == 0)
@@ -287,8 +301,8 @@ static bool url_path_is(const char *url, size_t len, const char *path)
     return len >= plen && memcmp(url, path, plen) == 0 && (len == plen || url[plen] == '?');
 }
 
-enum route request_route(const struct request_reader *r, bool peer_allowed, bool have_sync, bool have_proxy,
-                         char *why, size_t why_size)
+enum route request_route(const struct request_reader *r, const struct route_context *ctx, char *why,
+                         size_t why_size)
 {
     uint8_t method = r->parser.method;
     size_t url_len;
@@ -297,18 +311,33 @@ enum route request_route(const struct request_reader *r, bool peer_allowed, bool
     /* Health probes come from the node or the kubelet, not from the allowed networks. */
     if (url_path_is(url, url_len, "/healthz"))
         return ROUTE_HEALTHZ;
-    if (url_path_is(url, url_len, "/readyz") && have_sync)
+    if (url_path_is(url, url_len, "/readyz") && ctx->have_sync)
         return ROUTE_READYZ;
-    if (!peer_allowed)
+    if (!ctx->peer_allowed)
         return ROUTE_DENIED;
     /* Only origin-form targets ("/path"): no absolute URLs, no CONNECT, no "*". */
     if (method == HTTP_CONNECT || url_len == 0 || url[0] != '/')
         return ROUTE_BAD_TARGET;
-    if (url_path_is(url, url_len, "/sync") && have_sync)
+    if (url_path_is(url, url_len, "/sync") && ctx->have_sync)
         return ROUTE_SYNC;
     if (url_path_is(url, url_len, "/metrics"))
         return ROUTE_METRICS;
     if (rewrite_check_origin(&r->head, why, why_size) != 0)
         return ROUTE_CROSS_ORIGIN;
-    return have_proxy ? ROUTE_PROXY : ROUTE_NO_UPSTREAM;
+    if (!ctx->have_proxy)
+        return ROUTE_NO_UPSTREAM;
+    /* A Host name qBittorrent would refuse (DNS rebinding) does not reach it; our own endpoints are
+     * not qBittorrent's and are answered whatever the Host. */
+    size_t host_len = 0;
+    const char *host = http_head_find(&r->head, "host", &host_len);
+    switch (ctx->hosts ? hostcheck_allows(ctx->hosts, host, host_len, ctx->local, why, why_size)
+                       : HOSTCHECK_OK) {
+    case HOSTCHECK_REFUSED:
+        return ROUTE_BAD_HOST;
+    case HOSTCHECK_UNKNOWN:
+        return ROUTE_HOST_UNCHECKED;
+    case HOSTCHECK_OK:
+        break;
+    }
+    return ROUTE_PROXY;
 }

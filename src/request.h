@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "hostcheck.h"
 #include "http.h"
 
 /* The raw-byte scan of one request head; zeroed (or reset) before each head. */
@@ -23,6 +24,8 @@ struct head_scan {
     bool done;       /* the head's empty line was seen */
     bool started;    /* a request line began (empty lines before it are allowed) */
     bool prev_cr;
+    bool line1_done;     /* the request line ended */
+    char tail[9];        /* the request line's last 9 bytes so far: " HTTP/1.1" */
     const char *refusal; /* why the scan refused the head */
 };
 
@@ -33,7 +36,8 @@ void head_scan_reset(struct head_scan *s);
  * Scans bytes of a head that may hold at most limit bytes. Returns 0 and in
  * *head_len how many of them belong to the head (all while it goes on; the
  * scan is done when it ended), 400 for a bare LF or a folded line, or 431
- * past the limit (with s->refusal saying which).
+ * past the limit (with s->refusal saying which), and 400 for a request line
+ * that does not end in HTTP/1.x (llhttp also parses RTSP/1.0 and ICE/1.0).
  */
 int head_scan_feed(struct head_scan *s, size_t limit, const char *data, size_t len, size_t *head_len);
 
@@ -111,15 +115,24 @@ enum route {
     ROUTE_DENIED,
     ROUTE_BAD_TARGET,
     ROUTE_CROSS_ORIGIN,
+    ROUTE_BAD_HOST,       /* a Host name qBittorrent would refuse: 421 */
+    ROUTE_HOST_UNCHECKED, /* a Host name that cannot be checked yet: 503 */
     ROUTE_NO_UPSTREAM,
 };
 
+/* What routing knows of the connection and the daemon. */
+struct route_context {
+    bool peer_allowed;             /* the peer is in ALLOWED_IPS */
+    bool have_sync, have_proxy;    /* the port sync (/sync, /readyz) and the proxy are configured */
+    const struct hostcheck *hosts; /* the Host names passed on; NULL checks none */
+    const struct sockaddr *local;  /* the address the connection came in on */
+};
+
 /*
- * Routes a complete head from a peer allowed in or not, with the port sync
- * (/sync, /readyz) and the proxy configured or not. For ROUTE_CROSS_ORIGIN,
- * why says what did not match.
+ * Routes a complete head. For ROUTE_CROSS_ORIGIN, ROUTE_BAD_HOST and
+ * ROUTE_HOST_UNCHECKED, why says what did not match.
  */
-enum route request_route(const struct request_reader *r, bool peer_allowed, bool have_sync, bool have_proxy,
-                         char *why, size_t why_size);
+enum route request_route(const struct request_reader *r, const struct route_context *ctx, char *why,
+                         size_t why_size);
 
 #endif

@@ -62,6 +62,7 @@ struct client_conn {
     bool broken;       /* a write failed: closing from the loop */
     bool peer_allowed;
     char peer[INET6_ADDRSTRLEN];
+    struct sockaddr_storage local; /* the address the client connected to (for the Host check) */
 };
 
 struct write_req {
@@ -471,8 +472,14 @@ static enum route route_request(struct client_conn *c)
 {
     struct server *srv = c->srv;
     char why[256];
-    enum route route =
-        request_route(&c->req, c->peer_allowed, srv->sync != NULL, srv->proxy != NULL, why, sizeof why);
+    const struct route_context ctx = {
+        .peer_allowed = c->peer_allowed,
+        .have_sync = srv->sync != NULL,
+        .have_proxy = srv->proxy != NULL,
+        .hosts = srv->cfg->hosts,
+        .local = (const struct sockaddr *)&c->local,
+    };
+    enum route route = request_route(&c->req, &ctx, why, sizeof why);
     if (route == ROUTE_DENIED) {
         metrics.denied_requests++;
         if (log_limiter_allow(&srv->deny_limit, uv_now(srv->loop))) {
@@ -486,13 +493,18 @@ static enum route route_request(struct client_conn *c)
                                 path};
             log_fields(LOG_WARN, msg, kv, 4);
         }
-    } else if (route == ROUTE_CROSS_ORIGIN &&
+    } else if ((route == ROUTE_CROSS_ORIGIN || route == ROUTE_BAD_HOST || route == ROUTE_HOST_UNCHECKED) &&
                log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop))) {
         char msg[96];
-        snprintf(msg, sizeof msg, "client %s: cross-origin request refused", c->peer);
+        snprintf(msg, sizeof msg, "client %s: %s", c->peer,
+                 route == ROUTE_CROSS_ORIGIN ? "cross-origin request refused"
+                 : route == ROUTE_BAD_HOST   ? "Host refused (DNS rebinding?)"
+                                             : "Host not checked yet");
         const char *kv[] = {"detail", why};
         log_fields(LOG_WARN, msg, kv, 2);
     }
+    if (route == ROUTE_BAD_HOST)
+        metrics.misdirected_requests++;
     return route;
 }
 
@@ -556,6 +568,19 @@ static void respond_local(struct client_conn *c)
         respond(c, 401, NULL, "cross-origin request refused: Origin or Referer does not match Host\n",
                 keep_alive);
         break;
+    case ROUTE_BAD_HOST:
+        respond(c, 421, NULL,
+                "misdirected request: qBittorrent does not answer to this Host name (the sidecar's log says "
+                "why; see ALLOWED_HOSTS)\n",
+                keep_alive);
+        break;
+    case ROUTE_HOST_UNCHECKED:
+        respond(
+            c, 503, "Retry-After: 5\r\n",
+            "qBittorrent has not answered the sidecar yet, so this Host name cannot be checked against its "
+            "server domains; use the address itself, set ALLOWED_HOSTS, or try again\n",
+            keep_alive);
+        break;
     case ROUTE_NO_UPSTREAM:
     case ROUTE_PROXY:
         respond(c, 502, NULL, "upstream not configured\n", keep_alive);
@@ -595,7 +620,8 @@ static int on_request_head(struct request_reader *r)
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
     c->route = route_request(c);
     /* A refusal need not wait for a body the client may not even send (Expect: 100-continue). */
-    if ((c->route == ROUTE_DENIED || c->route == ROUTE_CROSS_ORIGIN || c->route == ROUTE_BAD_TARGET) &&
+    if ((c->route == ROUTE_DENIED || c->route == ROUTE_CROSS_ORIGIN || c->route == ROUTE_BAD_TARGET ||
+         c->route == ROUTE_BAD_HOST || c->route == ROUTE_HOST_UNCHECKED) &&
         has_body(&r->parser)) {
         c->close_after_write = true;
         respond_local(c);
@@ -769,6 +795,9 @@ static void peer_describe(struct client_conn *c)
     int len = sizeof ss;
     c->peer_allowed = false;
     snprintf(c->peer, sizeof c->peer, "unknown");
+    int local_len = sizeof c->local;
+    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &local_len) != 0)
+        c->local.ss_family = AF_UNSPEC; /* no address: an IP literal in Host cannot match it */
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
         return;
     c->peer_allowed = allowlist_match(c->srv->cfg->allowed, (struct sockaddr *)&ss);

@@ -266,6 +266,24 @@ static bool check_trust(struct sync *s)
     return false;
 }
 
+/* qBittorrent's Host rule, which the front door applies to the browser's Host (hostcheck.h). */
+static void learn_hosts(struct sync *s)
+{
+    const struct qbt_prefs *prefs = qbt_prefs(s->qbt);
+    if (!prefs->has_host_settings ||
+        !hostcheck_set_qbt(s->cfg->hosts, prefs->host_validation, prefs->domain_list))
+        return;
+    const char *own = hostcheck_has_own_list(s->cfg->hosts) ? ", and ALLOWED_HOSTS" : "";
+    if (prefs->host_validation)
+        log_info(
+            "Host check: qBittorrent answers to the names in \"%s\" and to its own address; the front door "
+            "passes the same%s, and refuses other names with 421",
+            prefs->domain_list, own);
+    else
+        log_info("Host check: qBittorrent does not check Host names; the front door checks %s",
+                 own[0] ? "ALLOWED_HOSTS" : "none either");
+}
+
 /* A port for the brief detour of a forced re-bind: any valid port other than the target. */
 static uint16_t temp_port(uint16_t target)
 {
@@ -284,6 +302,7 @@ static void on_qbt(void *ctx, enum qbt_result result, int port, const char *deta
     switch (s->step) {
     case STEP_READ:
         s->qbt_port = port;
+        learn_hosts(s);
         if (check_trust(s))
             return;
         /* fall through */

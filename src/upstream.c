@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,9 +40,11 @@ struct upstream_conn {
     int open_handles;
     bool tcp_open;
     unsigned attempt; /* addresses tried so far in this connect */
+    unsigned first;   /* the address this connect began with (the preferred one then) */
     int last_error;
     bool reused, got_response, head_done, complete, keep_alive, tunnel;
-    bool no_body, request_done, paused, drain_wanted, not_reusable, interim;
+    bool no_body, request_done, paused, drain_wanted, not_reusable, interim, upgrade_asked;
+    uint64_t deadline;   /* loop time the exchange must be over by, 0 for none */
     const char *invalid; /* what a parser callback found wrong with the response, or NULL */
 };
 
@@ -70,6 +74,7 @@ static void conn_destroy(struct upstream_conn *c, bool reset);
 static void start_attempt(struct upstream_conn *c);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void on_attempt_closed(uv_handle_t *handle);
+static void on_attempt_timeout(uv_timer_t *t);
 
 /* ---- small helpers ---- */
 
@@ -130,6 +135,16 @@ static void on_timer(uv_timer_t *t)
         conn_fail(c, UV_ETIMEDOUT);
 }
 
+/* Shortens a wait of ms to what is left before the exchange's deadline, if it has one. */
+static uint64_t within_deadline(const struct upstream_conn *c, uint64_t ms)
+{
+    if (!c->deadline || c->state == UC_IDLE)
+        return ms;
+    uint64_t now = uv_now(c->up->loop);
+    uint64_t left = c->deadline > now ? c->deadline - now : 0;
+    return left < ms ? left : ms;
+}
+
 /* Arms the one timer with the wait that fits the exchange's stage. */
 static void arm_timer(struct upstream_conn *c)
 {
@@ -139,7 +154,7 @@ static void arm_timer(struct upstream_conn *c)
         ms = o->pool_idle_ms;
     else if (c->request_done && !c->head_done)
         ms = o->response_timeout_ms;
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    uv_timer_start(&c->timer, on_timer, within_deadline(c, ms), 0);
 }
 
 /* ---- closing ---- */
@@ -231,6 +246,10 @@ static int on_headers_complete(llhttp_t *p)
         return 0;
     }
     c->interim = false;
+    if (status == 101 && !c->upgrade_asked) {
+        c->invalid = "a 101 Switching Protocols to a request that asked for no upgrade";
+        return HPE_USER;
+    }
     c->head_done = true;
     if (status == 101)
         c->tunnel = true;
@@ -427,6 +446,27 @@ void upstream_conn_expect_no_body(struct upstream_conn *c)
     c->no_body = true;
 }
 
+void upstream_conn_expect_upgrade(struct upstream_conn *c)
+{
+    c->upgrade_asked = true;
+}
+
+void upstream_conn_set_deadline(struct upstream_conn *c, uint64_t at_ms)
+{
+    c->deadline = at_ms;
+    /* Bound what is under way already: a resolve has no timer of its own, an attempt the connect timeout.
+     * A pooled connection's ready timer arms the deadline when it fires. */
+    if (c->state == UC_RESOLVING)
+        uv_timer_start(&c->timer, on_timer, within_deadline(c, UINT64_MAX), 0);
+    else if (c->state == UC_CONNECTING)
+        uv_timer_start(&c->timer, on_attempt_timeout, within_deadline(c, c->up->opt.connect_timeout_ms), 0);
+}
+
+uint64_t upstream_now(const struct upstream *up)
+{
+    return uv_now(up->loop);
+}
+
 void upstream_conn_pause(struct upstream_conn *c, int paused)
 {
     if (c->state != UC_ACTIVE || c->paused == (paused != 0))
@@ -468,6 +508,8 @@ static void reset_exchange(struct upstream_conn *c)
     http_head_reset(&c->head);
     c->got_response = c->head_done = c->complete = c->keep_alive = c->tunnel = false;
     c->no_body = c->request_done = c->paused = c->drain_wanted = c->not_reusable = c->interim = false;
+    c->upgrade_asked = false;
+    c->deadline = 0;
 }
 
 static void became_ready(struct upstream_conn *c)
@@ -498,7 +540,7 @@ static void on_connected(uv_connect_t *req, int status)
     if (c->state != UC_CONNECTING)
         return; /* aborted meanwhile; the close callbacks finish the job */
     struct upstream *up = c->up;
-    unsigned idx = (up->preferred + c->attempt) % up->naddrs;
+    unsigned idx = (c->first + c->attempt) % up->naddrs;
     if (status < 0) {
         char name[64];
         addr_name(&up->addrs[idx], name, sizeof name);
@@ -549,13 +591,17 @@ static void on_attempt_closed(uv_handle_t *handle)
 static void start_attempt(struct upstream_conn *c)
 {
     struct upstream *up = c->up;
+    if (c->deadline && uv_now(up->loop) >= c->deadline) {
+        conn_fail(c, UV_ETIMEDOUT);
+        return;
+    }
     if (c->attempt >= up->naddrs) {
         if (!up->literal)
             up->naddrs = 0; /* resolve again next time: the address may have moved */
         conn_fail(c, c->last_error ? c->last_error : UV_ECONNREFUSED);
         return;
     }
-    unsigned idx = (up->preferred + c->attempt) % up->naddrs;
+    unsigned idx = (c->first + c->attempt) % up->naddrs;
     uv_tcp_init(up->loop, &c->tcp);
     c->tcp.data = c;
     c->tcp_open = true;
@@ -569,7 +615,7 @@ static void start_attempt(struct upstream_conn *c)
         uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
         return;
     }
-    uv_timer_start(&c->timer, on_attempt_timeout, up->opt.connect_timeout_ms, 0);
+    uv_timer_start(&c->timer, on_attempt_timeout, within_deadline(c, up->opt.connect_timeout_ms), 0);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -597,6 +643,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             conn_fail(c, status);
         } else {
             c->state = UC_CONNECTING;
+            c->first = up->preferred;
             start_attempt(c);
         }
     }
@@ -618,10 +665,27 @@ static void resolve(struct upstream *up)
     on_resolved(&up->gai_req, rc, NULL);
 }
 
+/*
+ * True when an idle connection has bytes or an end of stream waiting that its on_read has not seen
+ * yet (the loop polls after the timers, so it may not have): reusing it would hand them to the next
+ * exchange as its response.
+ */
+static bool stale(const struct upstream_conn *c)
+{
+    uv_os_fd_t fd;
+    char byte;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return true;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const struct upstream_handler *h,
                                         void *ctx)
 {
     struct upstream_conn *c;
+    while (!fresh && up->idle && stale(up->idle))
+        conn_destroy(up->idle, false);
     if (!fresh && up->idle) {
         c = up->idle;
         list_remove(&up->idle, c);
@@ -655,6 +719,9 @@ struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const st
         resolve(up);
     } else {
         c->state = UC_CONNECTING;
+        /* Each connect walks the addresses from where it began: another connection that finds the
+         * answering one meanwhile must not make this one skip it or try one twice. */
+        c->first = up->preferred;
         start_attempt(c);
     }
     return c;
@@ -665,8 +732,11 @@ void upstream_conn_release(struct upstream_conn *c, int reusable)
     if (c->state == UC_CLOSING)
         return;
     struct upstream *up = c->up;
+    /* After a HEAD the server may send the body it did not announce as absent (qBittorrent 4.5 does),
+     * a moment later: a pooled connection would hand those bytes to the next exchange as its response. */
     bool clean = c->state == UC_ACTIVE && c->complete && c->keep_alive && c->request_done && !c->tunnel &&
-                 !c->not_reusable && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0;
+                 !c->not_reusable && !c->no_body &&
+                 uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0;
     if (!reusable || !clean || up->closing || up->nidle >= up->opt.pool_max) {
         conn_destroy(c, !clean);
         return;

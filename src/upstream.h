@@ -82,8 +82,24 @@ int upstream_conn_take_ready(struct upstream_conn *c);
 /* Returns 1 when the connection came from the pool (it may have been closed by the peer meanwhile). */
 int upstream_conn_reused(const struct upstream_conn *c);
 
-/* Tells the parser that the response will have no body (the request was HEAD). */
+/*
+ * Tells the parser that the response will have no body (the request was HEAD).
+ * Such a connection is not pooled afterwards: a server may send the body
+ * anyway (qBittorrent 4.5 does), and the next exchange would read it.
+ */
 void upstream_conn_expect_no_body(struct upstream_conn *c);
+
+/* Tells the parser that the request asked for an upgrade; a 101 to any other is an invalid response. */
+void upstream_conn_expect_upgrade(struct upstream_conn *c);
+
+/*
+ * Bounds the whole exchange, connecting included: at loop time at_ms (see
+ * upstream_now) it fails with UV_ETIMEDOUT, whatever progress it makes.
+ */
+void upstream_conn_set_deadline(struct upstream_conn *c, uint64_t at_ms);
+
+/* The loop's time in ms, for deadlines. */
+uint64_t upstream_now(const struct upstream *up);
 
 /* Queues bytes of the request (copied when they cannot be written at once); returns 0 or a libuv error. */
 int upstream_conn_write(struct upstream_conn *c, const char *data, size_t len);

@@ -77,7 +77,8 @@ def wait_until(predicate, timeout, interval=0.02, message=None):
         if value:
             return value
         if time.monotonic() >= deadline:
-            pytest.fail(message or f"condition not met within {timeout} s: {predicate!r}")
+            msg = message() if callable(message) else message
+            pytest.fail(msg or f"condition not met within {timeout} s: {predicate!r}")
         time.sleep(interval)
 
 
@@ -305,13 +306,15 @@ def request_bytes(method, path, headers=None, body=b"", version="HTTP/1.1", host
 
 
 def http_request(host, port, method, path, headers=None, body=b""):
-    """One request on a fresh connection with Connection: close; returns the Response."""
+    """One request on a fresh connection with Connection: close; returns the Response. Its Host is
+    the address connected to, as a browser sends it when given that address (headers may set another)."""
     hdrs = {"Connection": "close"}
     hdrs.update(headers or {})
     if body:
         hdrs["Content-Length"] = str(len(body))
+    authority = hdrs.pop("Host", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     with RawConn(host, port) as c:
-        c.send(request_bytes(method, path, hdrs, body))
+        c.send(request_bytes(method, path, hdrs, body, host=authority))
         return c.read_response(head=(method == "HEAD"))
 
 

@@ -326,8 +326,10 @@ class SourceConn(RawConn):
 
 def get(host, port, path, source=None, method="GET", headers=None, timeout=10.0):
     """One request with Connection: close from source (None: any); returns the Response."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    headers = dict(headers or {})
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {headers.pop('Host', authority)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
     with SourceConn(source, host, port, timeout) as c:
         c.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         return c.read_response(head=(method == "HEAD"))

@@ -66,6 +66,11 @@ def proxy(upstream, daemon):
                 return False
 
         wait_until(healthy, HEALTHZ_TIMEOUT, interval=0.05, message="GET /healthz never answered 200")
+        # The sidecar applies qBittorrent's Host settings, which it reads at start: until then only its
+        # own address passes. With the upstream answering as qBittorrent (the default), wait for them.
+        if upstream.own_handler is qbittorrent_like and not prefix and f":{upstream.port}" in settings["QBIT_ADDR"]:
+            wait_until(lambda: "Host check:" in d.log(), HEALTHZ_TIMEOUT, interval=0.02,
+                       message=lambda: f"the daemon never read the Host settings; log:\n{d.log()}")
         d.authority = f"127.0.0.1:{d.port}"
         return d
 
@@ -77,10 +82,15 @@ def is_daemon_own_request(r):
     return any(v.startswith("qbit-gluetun-sync/") for v in r.values("user-agent"))
 
 
+# The preferences qbittorrent_like answers: a port, and qBittorrent's default Host settings (any
+# name passes), which the sidecar applies to the browser's Host.
+QBT_LIKE_PREFS = b'{"listen_port":6881,"web_ui_host_header_validation_enabled":true,"web_ui_domain_list":"*"}'
+
+
 def qbittorrent_like(r, conn):
     """Answers the daemon's own API calls about as qBittorrent 4.5 does, so it stays quiet."""
     if r.target.startswith("/api/v2/app/preferences"):
-        return Reply(200, [("content-type", "application/json")], b'{"listen_port":6881}')
+        return Reply(200, [("content-type", "application/json")], QBT_LIKE_PREFS)
     if r.target.startswith("/api/v2/auth/login"):
         return Reply(200, [("content-type", "text/plain; charset=UTF-8"),
                            ("set-cookie", "SID=own; HttpOnly; path=/; SameSite=Strict")], b"Ok.")

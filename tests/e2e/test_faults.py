@@ -1219,7 +1219,7 @@ def test_qbt_blocked_by_stale_settings_lock_converges_without_stale_port(qbt, si
     q.start()
     t0 = time.monotonic()
     write_in_place(path, str(p1))
-    wait_for(lambda: "timed out" in sc.log(), 10, interval=0.05,
+    wait_for(lambda: "did not answer within" in sc.log(), 10, interval=0.05,
              message=lambda: f"no timeout while qBittorrent hangs; log:\n{sc.log()}")
     assert lock.exists(), "qBittorrent got past the lock before the test could write more ports"
     status, body, _ = sync_call(sc)

@@ -105,6 +105,11 @@ REFUSED = {
     "version_lowercase": (b"GET /x http/1.1\r\nHost: {h}\r\n\r\n", {400}),
     "version_empty": (b"GET /x \r\nHost: {h}\r\n\r\n", {400}),
     "h2_preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", {400, 505}),
+    # other protocols llhttp parses (and would hand us as 1.0)
+    "protocol_rtsp_1_0": (b"OPTIONS /x RTSP/1.0\r\nHost: {h}\r\nCSeq: 1\r\n\r\n", {400}),
+    "protocol_rtsp_get": (b"GET /x RTSP/1.0\r\nHost: {h}\r\n\r\n", {400}),
+    "protocol_ice_1_0": (b"SOURCE /x ICE/1.0\r\nHost: {h}\r\n\r\n", {400}),
+    "protocol_rtsp_with_body": (b"POST /x RTSP/1.0\r\nHost: {h}\r\nContent-Length: 5\r\n\r\nhello", {400}),
     # ---- request targets ----
     "absolute_form_http": (b"GET http://evil/ HTTP/1.1\r\nHost: {h}\r\n\r\n", {400}),
     "absolute_form_https": (b"GET https://evil.example/api/v2/app/version HTTP/1.1\r\nHost: {h}\r\n\r\n",
@@ -122,6 +127,16 @@ REFUSED = {
     "te_quoted_chunked": (chunked_post(b"0\r\n\r\n", b'Transfer-Encoding: "chunked"\r\n'), {400}),
     "te_in_http_1_0": (
         post_head(b"Transfer-Encoding: chunked\r\n", version=b"HTTP/1.0") + b"0\r\n\r\n", {400}),
+    # an empty or blank Transfer-Encoding names no coding: nothing says how the body is framed
+    "te_empty": (post_head(b"Transfer-Encoding:\r\n") + b"0\r\n\r\n", {400}),
+    "te_empty_with_cl": (post_head(b"Transfer-Encoding:\r\nContent-Length: 5\r\n") + b"hello", {400}),
+    "te_blank_with_cl": (post_head(b"Content-Length: 5\r\nTransfer-Encoding: \t \r\n") + b"hello", {400}),
+    "te_comma_only": (post_head(b"Transfer-Encoding: ,\r\nContent-Length: 5\r\n") + b"hello", {400}),
+    "te_empty_http_1_0": (post_head(b"Transfer-Encoding:\r\nContent-Length: 5\r\n", version=b"HTTP/1.0")
+                          + b"hello", {400}),
+    "te_blank_http_1_0_no_cl": (post_head(b"Transfer-Encoding:  \r\n", version=b"HTTP/1.0") + b"hello", {400}),
+    "te_chunked_plus_empty_field": (
+        chunked_post(b"0\r\n\r\n", b"Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n"), {400}),
     # ---- Content-Length obfuscations ----
     "cl_space_inside": (post_head(b"Content-Length: 1 0\r\n") + b"hellohello", {400}),
     "cl_tab_inside": (post_head(b"Content-Length: 1\t0\r\n") + b"hellohello", {400}),

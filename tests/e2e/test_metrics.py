@@ -38,6 +38,7 @@ EXPECTED_FAMILIES = {
     P + "proxied_requests_total": "counter",
     P + "upstream_errors_total": "counter",
     P + "denied_requests_total": "counter",
+    P + "misdirected_requests_total": "counter",
     P + "client_connections": "gauge",
     P + "upstream_connections": "gauge",
     P + "localhost_bypass_exposed": "gauge",
@@ -243,6 +244,18 @@ def test_denied_requests_counted(daemon):
     after = m(d)
     assert after.value(P + "denied_requests_total") - before == 5
     assert proxied_counts(after) == {}, "a denied request is not a proxied one"
+
+
+def test_misdirected_requests_counted(daemon):
+    """A proxied request whose Host name ALLOWED_HOSTS does not list is refused with 421 and counted;
+    the sidecar's own endpoints answer whatever the Host."""
+    d = daemon(ALLOWED_IPS="127.0.0.1", ALLOWED_HOSTS="qbt.lan")
+    before = m(d).value(P + "misdirected_requests_total")
+    for path in ("/", "/api/v2/app/version"):
+        r = get(d.host, d.port, path, headers={"Host": "rebind.attacker.example"})
+        assert r.status == 421, f"{path}: {r}"
+    assert get(d.host, d.port, "/metrics", headers={"Host": "rebind.attacker.example"}).status == 200
+    assert m(d).value(P + "misdirected_requests_total") - before == 2
 
 
 @pytest.mark.parametrize("denied_source", ["127.0.0.2", "::1"])

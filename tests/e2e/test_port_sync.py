@@ -502,6 +502,18 @@ def test_garbage_is_ignored_logged_once_then_valid_port_applied(qbt, sidecar, tm
     wait_ready(sc)
 
 
+@pytest.mark.parametrize("text", ["00080", "040000", "01"])
+def test_leading_zeros_are_refused_whatever_the_length(qbt, sidecar, tmp_path, text):
+    """Gluetun writes plain decimal; one rule for every length (00080 was taken as 80, 040000 refused)."""
+    q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
+    write_in_place(path, text)
+    wait_sidecar_log(sc, f'"{text}"')
+    status, body = sync_call(sc)
+    assert status == 422 and body["file"] == "invalid", body
+    assert "leading zeros" in body["message"], body
+    assert q.listen_port() == port
+
+
 def test_huge_file_is_ignored(qbt, sidecar, tmp_path):
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
     write_in_place(path, "7" * (1 << 20))

@@ -228,6 +228,25 @@ def test_expect_100_continue(proxy, upstream):
     assert got.body == body, got
 
 
+def test_no_100_continue_to_an_http10_client(proxy, upstream):
+    # RFC 9110, 15.2: a server must not send a 1xx response to an HTTP/1.0 client, which sends its
+    # body without waiting for one.
+    d = proxy()
+    body = b"json=%7B%7D"
+    with connect(d) as c:
+        c.send(req("POST", "/api/v2/app/setPreferences", [("Content-Length", str(len(body))),
+                                                           ("Expect", "100-continue")],
+                   host=d.authority, version="HTTP/1.0"))
+        c.sock.settimeout(0.5)
+        with pytest.raises(OSError):  # nothing comes before the body (socket.timeout)
+            c.read_response()
+        c.sock.settimeout(5)
+        c.send(body)
+        r = c.read_response()
+        assert r.status == 200, r
+    assert upstream.wait_requests(1)[0].body == body
+
+
 def test_expect_100_continue_refused_request_gets_final_status_without_body(proxy, upstream):
     # A cross-origin request with Expect is refused at once; the body is never needed.
     d = proxy()

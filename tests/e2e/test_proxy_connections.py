@@ -3,6 +3,7 @@ the client connection cap, and upstream failures (502, 504, abort after the head
 
 import hashlib
 import os
+import threading
 import time
 
 import pytest
@@ -475,3 +476,84 @@ def test_paths_near_own_endpoints_are_proxied(proxy, upstream, target):
     d = proxy()
     r = exchange(d, "GET", target)
     assert r.status == 200 and r.body.startswith(f"GET {target} ".encode()), r
+
+
+class LateBody:
+    """Answers with head_bytes now and tail_bytes a moment later, on the same kept connection:
+    a server that sends what it should not (qBittorrent 4.5 sends the body after a HEAD answer)."""
+
+    def __init__(self, head_bytes, tail_bytes, delay=0.05):
+        self.head_bytes, self.tail_bytes, self.delay = head_bytes, tail_bytes, delay
+        self.sent = threading.Event()  # set once the tail is on the wire
+
+    def run(self, ctx):
+        ctx.send(self.head_bytes)
+        if not ctx.sleep(self.delay):
+            return False
+        ctx.send(self.tail_bytes)
+        self.sent.set()
+        return True
+
+
+# The bytes a late sender puts on the connection: a complete response, so a proxy that reads them
+# as the next exchange's answer hands them to the next client whole.
+FOR_SOMEONE_ELSE = b"HTTP/1.1 200 OK\r\nContent-Length: 21\r\n\r\nmeant for someone else"[:-1]
+
+
+@pytest.mark.parametrize("first", ["head", "get-then-stray-bytes"])
+def test_late_bytes_from_the_upstream_never_reach_the_next_client(proxy, upstream, first):
+    """20 rounds: client A's exchange ends, then qBittorrent sends more bytes on that connection
+    (after a HEAD: the body, a moment later; after a GET: stray bytes, which are on the wire before
+    B asks); client B, on its own connection, must get its own answer."""
+    d = proxy()
+    sent = []
+
+    def handler(rq, conn):
+        if rq.target.startswith("/a"):
+            if first == "head":
+                late = LateBody(b"HTTP/1.1 200 OK\r\nContent-Length: 21\r\n\r\n", FOR_SOMEONE_ELSE[-21:])
+            else:
+                late = LateBody(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", FOR_SOMEONE_ELSE)
+            sent.append(late.sent)
+            return late
+        return Reply(200, [], f"{rq.target} for B".encode())
+
+    upstream.handler = handler
+    method = "HEAD" if first == "head" else "GET"
+    for i in range(20):
+        with connect(d) as a:
+            a.send(req(method, f"/a{i}", host=d.authority))
+            ra = a.read_response(head=(method == "HEAD"))
+            assert ra.status == 200, ra
+        # After a HEAD, B asks at once (the body is still to come); after a GET, once the stray bytes
+        # are out: nobody can tell those from an answer once a new request is on the wire.
+        if first != "head":
+            assert sent[-1].wait(5), "the upstream never sent its stray bytes"
+        with connect(d) as b:
+            b.send(req("GET", f"/b{i}", host=d.authority))
+            rb = b.read_response()
+        assert rb.status == 200 and rb.body == f"/b{i} for B".encode(), (i, rb)
+
+
+@pytest.mark.parametrize("method,body", [("POST", None), ("POST", "chunked"), ("POST", "length"),
+                                         ("PATCH", None)],
+                         ids=["post-no-body", "post-chunked", "post-length", "patch"])
+def test_non_idempotent_request_never_sent_twice(proxy, upstream, method, body):
+    """A reused connection that closes without answering: qBittorrent may have executed the request,
+    so it is not sent again; the client gets 502 and can decide itself."""
+    d = proxy()
+    upstream.handler = lambda rq, conn: CloseNoAnswer() if rq.proxied_index > 0 else Reply(200, [], b"ok")
+    with connect(d) as c:
+        c.send(req("GET", "/warm", host=d.authority))
+        assert c.read_response().status == 200
+        if body == "chunked":
+            c.send(req(method, "/act", [("Transfer-Encoding", "chunked")], b"5\r\nhello\r\n0\r\n\r\n",
+                       host=d.authority))
+        elif body == "length":
+            c.send(req(method, "/act", [("Content-Length", "5")], b"hello", host=d.authority))
+        else:
+            c.send(req(method, "/act", [("Content-Length", "0")], host=d.authority))
+        r = c.read_response()
+    assert r.status == 502, r
+    sent = [q for q in upstream.requests() if q.target == "/act"]
+    assert len(sent) == 1, f"{method} /act sent {len(sent)} times"

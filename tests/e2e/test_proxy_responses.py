@@ -70,7 +70,18 @@ def test_malformed_upstream_response_502_or_aborted(proxy, upstream, head):
     (b"HTTP/1.1 003 Odd\r\nContent-Length: 2\r\n\r\nok", "a status code outside 100..599"),
     (b"HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok", "a control byte in the reason phrase"),
     (b"HTTP/1.1 200 OK\r\n: v\r\nContent-Length: 2\r\n\r\nok", "an empty header name"),
-], ids=["status_003", "control_in_reason", "empty_name"])
+    # A switch of protocols nobody asked for: the client would get a tunnel to who knows what.
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+     "a 101 Switching Protocols to a request that asked for no upgrade"),
+    (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "a 101 Switching Protocols to a request that asked for no upgrade"),
+    # A coding the proxy would strip while re-framing: the client would take gzip bytes for the body.
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00", "a Transfer-Encoding other than chunked"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n",
+     "a Transfer-Encoding other than chunked"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+     "a Transfer-Encoding other than chunked"),
+], ids=["status_003", "control_in_reason", "empty_name", "101_unasked", "101_unasked_bare", "te_gzip",
+        "te_gzip_chunked", "te_chunked_twice"])
 def test_response_llhttp_accepts_but_we_refuse_502_with_the_reason_logged(proxy, upstream, head, problem):
     # llhttp takes these; passing them on would hand the client a head it cannot trust.
     d = proxy()
@@ -79,6 +90,8 @@ def test_response_llhttp_accepts_but_we_refuse_502_with_the_reason_logged(proxy,
     assert r.status == 502, r
     wait_until(lambda: f"invalid response: {problem}" in d.log(), 5,
                message=f"no log line naming {problem!r}")
+    # One line with the reason, not a second one with a wrong one.
+    assert "closed the connection" not in d.log() and "protocol error" not in d.log(), d.log()
     next_request_ok(d, None)
 
 

@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -135,6 +138,19 @@ static const struct read_case read_cases[] = {
      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400, "chunked",
      1},
     {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400, "", 0},
+    {"RTSP/1.0", "OPTIONS / RTSP/1.0\r\nCSeq: 1\r\n\r\n", 400, "HTTP/1.x", 0},
+    {"ICE/1.0", "SOURCE / ICE/1.0\r\nHost: a\r\n\r\n", 400, "HTTP/1.x", 0},
+    {"lower-case http", "GET / http/1.1\r\nHost: a\r\n\r\n", 400, "", 0},
+    {"empty Transfer-Encoding",
+     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\n", 400,
+     "empty Transfer-Encoding", 0},
+    {"blank Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  \t \r\n\r\n", 400,
+     "empty Transfer-Encoding", 0},
+    {"a comma for a Transfer-Encoding", "POST / HTTP/1.0\r\nTransfer-Encoding: ,\r\n\r\n", 400,
+     "empty Transfer-Encoding", 0},
+    {"chunked plus an empty Transfer-Encoding",
+     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n0\r\n\r\n", 400,
+     "empty Transfer-Encoding", 0},
     {"second request refused", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\nHost: a\r\n\r\n", 400,
      "bare LF", 1},
 };
@@ -303,28 +319,39 @@ struct route_case {
     const char *data;
     bool allowed, have_sync, have_proxy;
     enum route route;
+    const char *domains; /* qBittorrent's server domains; NULL: no Host check */
 };
 
 static const struct route_case route_cases[] = {
     /* probes are answered whoever asks */
-    {"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_HEALTHZ},
-    {"GET /readyz?verbose HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_READYZ},
-    {"GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n", false, false, true, ROUTE_DENIED},
-    {"GET /healthzz HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED},
-    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED},
-    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_SYNC},
-    {"POST /sync?now HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_SYNC},
-    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", true, false, true, ROUTE_PROXY},
-    {"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_METRICS},
-    {"GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_BAD_TARGET},
-    {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", true, true, true, ROUTE_BAD_TARGET},
-    {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_BAD_TARGET},
-    {"GET /api HTTP/1.1\r\nHost: a:9090\r\nOrigin: http://a:9090\r\n\r\n", true, true, true, ROUTE_PROXY},
+    {"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_HEALTHZ, NULL},
+    {"GET /readyz?verbose HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_READYZ, NULL},
+    {"GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n", false, false, true, ROUTE_DENIED, NULL},
+    {"GET /healthzz HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_SYNC, NULL},
+    {"POST /sync?now HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_SYNC, NULL},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", true, false, true, ROUTE_PROXY, NULL},
+    {"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_METRICS, NULL},
+    {"GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL},
+    {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL},
+    {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL},
+    {"GET /api HTTP/1.1\r\nHost: a:9090\r\nOrigin: http://a:9090\r\n\r\n", true, true, true, ROUTE_PROXY,
+     NULL},
     {"POST /api HTTP/1.1\r\nHost: a:9090\r\nOrigin: http://evil:9090\r\n\r\n", true, true, true,
-     ROUTE_CROSS_ORIGIN},
+     ROUTE_CROSS_ORIGIN, NULL},
     {"POST /api HTTP/1.1\r\nHost: a:9090\r\nReferer: http://a:9091/\r\n\r\n", true, true, true,
-     ROUTE_CROSS_ORIGIN},
-    {"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", true, true, false, ROUTE_NO_UPSTREAM},
+     ROUTE_CROSS_ORIGIN, NULL},
+    {"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", true, true, false, ROUTE_NO_UPSTREAM, NULL},
+    /* Host names qBittorrent would refuse reach neither it nor our endpoints; probes still answer */
+    {"GET /api HTTP/1.1\r\nHost: qbt.lan:9090\r\n\r\n", true, true, true, ROUTE_PROXY, "qbt.lan"},
+    {"GET /api HTTP/1.1\r\nHost: evil.example:9090\r\n\r\n", true, true, true, ROUTE_BAD_HOST, "qbt.lan"},
+    {"GET /api HTTP/1.1\r\nHost: 127.0.0.1:9090\r\n\r\n", true, true, true, ROUTE_PROXY, "qbt.lan"},
+    {"POST /sync HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_SYNC, "qbt.lan"},
+    {"GET /metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_METRICS, "qbt.lan"},
+    {"GET /api HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, false, ROUTE_NO_UPSTREAM, "qbt.lan"},
+    {"GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_HEALTHZ, "qbt.lan"},
+    {"GET /api HTTP/1.1\r\nHost: evil.example\r\n\r\n", false, true, true, ROUTE_DENIED, "qbt.lan"},
 };
 
 static void test_routes(void **state)
@@ -336,12 +363,22 @@ static void test_routes(void **state)
         struct request_reader r;
         request_reader_init(&r, HEAD_LIMIT, &events, &seen);
         assert_int_equal(feed(&r, rc->data, strlen(rc->data), 0), 0);
-        char why[128] = "";
-        enum route route = request_route(&r, rc->allowed, rc->have_sync, rc->have_proxy, why, sizeof why);
+        struct hostcheck *hosts = NULL;
+        char why[512] = "";
+        if (rc->domains) {
+            assert_int_equal(hostcheck_parse("", &hosts, why, sizeof why), 0);
+            hostcheck_set_qbt(hosts, true, rc->domains);
+        }
+        struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(9090)};
+        inet_pton(AF_INET, "127.0.0.1", &local.sin_addr);
+        const struct route_context ctx = {rc->allowed, rc->have_sync, rc->have_proxy, hosts,
+                                          (const struct sockaddr *)&local};
+        enum route route = request_route(&r, &ctx, why, sizeof why);
         if (route != rc->route)
             fail_msg("case %zu (%.30s): route %d, want %d", i, rc->data, route, rc->route);
-        if (route == ROUTE_CROSS_ORIGIN)
+        if (route == ROUTE_CROSS_ORIGIN || route == ROUTE_BAD_HOST || route == ROUTE_HOST_UNCHECKED)
             assert_true(strlen(why) > 0);
+        hostcheck_free(hosts);
         request_reader_free(&r);
     }
 }
