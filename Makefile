@@ -104,9 +104,9 @@ $(BIN): $(BUILD)/obj/main.o $(BUILD)/libqgs.a $(LLHTTP_LIB)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libqgs.a $(LLHTTP_LIB) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/libqgs.a $(LLHTTP_LIB) | $(BUILD)/tests
 	@echo "  CC    $@"
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) -lcmocka $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/llhttp $(BUILD)/tests:
 	mkdir -p $@
@@ -174,7 +174,7 @@ fuzz-smoke:
 # constructs differently); Debian 12 and 13 both ship clang-format-19. Where it is absent the
 # check says so and passes: another version's opinion is not a failure of the sources.
 CLANG_FORMAT := clang-format-19
-FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/e2e/*.c fuzz/*.c fuzz/*.h)
+FORMAT_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/e2e/*.c fuzz/*.c fuzz/*.h)
 format:
 	$(CLANG_FORMAT) -i $(FORMAT_FILES)
 

@@ -88,6 +88,18 @@ enum qbt_result qbt_login_result(int status, const char *body, size_t len)
     return QBT_BAD_RESPONSE;
 }
 
+/* Reads a boolean preference and the list it goes with; returns 1 when both are there and the list fits. */
+static int switch_and_list(json_t *root, const char *switch_key, int *on, const char *list_key, char *list,
+                           size_t size)
+{
+    json_t *flag = json_object_get(root, switch_key), *text = json_object_get(root, list_key);
+    if (!json_is_boolean(flag) || !json_is_string(text) || json_string_length(text) >= size)
+        return 0;
+    *on = json_is_true(flag);
+    snprintf(list, size, "%s", json_string_value(text));
+    return 1;
+}
+
 int qbt_parse_prefs(const char *json, size_t len, struct qbt_prefs *out)
 {
     json_error_t error;
@@ -101,23 +113,13 @@ int qbt_parse_prefs(const char *json, size_t len, struct qbt_prefs *out)
         out->listen_port = (int)json_integer_value(v);
         rc = 0;
     }
-    json_t *enabled = json_object_get(root, "web_ui_reverse_proxy_enabled");
-    json_t *list = json_object_get(root, "web_ui_reverse_proxies_list");
-    if (json_is_boolean(enabled) && json_is_string(list) &&
-        json_string_length(list) < sizeof out->proxies_list) {
-        out->has_proxy_settings = 1;
-        out->reverse_proxy_enabled = json_is_true(enabled);
-        snprintf(out->proxies_list, sizeof out->proxies_list, "%s", json_string_value(list));
-    }
+    out->has_proxy_settings =
+        switch_and_list(root, "web_ui_reverse_proxy_enabled", &out->reverse_proxy_enabled,
+                        "web_ui_reverse_proxies_list", out->proxies_list, sizeof out->proxies_list);
     out->bypass_local_auth = json_is_true(json_object_get(root, "bypass_local_auth"));
-    json_t *validation = json_object_get(root, "web_ui_host_header_validation_enabled");
-    json_t *domains = json_object_get(root, "web_ui_domain_list");
-    if (json_is_boolean(validation) && json_is_string(domains) &&
-        json_string_length(domains) < sizeof out->domain_list) {
-        out->has_host_settings = 1;
-        out->host_validation = json_is_true(validation);
-        snprintf(out->domain_list, sizeof out->domain_list, "%s", json_string_value(domains));
-    }
+    out->has_host_settings =
+        switch_and_list(root, "web_ui_host_header_validation_enabled", &out->host_validation,
+                        "web_ui_domain_list", out->domain_list, sizeof out->domain_list);
     json_decref(root);
     return rc;
 }

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit_addr.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -13,25 +15,13 @@
 
 #include "allowlist.h"
 
-/*
- * Fills *ss with the address in text (IPv4 or IPv6, as inet_pton reads it) and
- * returns it as a sockaddr. A text that is neither is a mistake in the table.
- */
+/* The peer address in text; a text that is no address is a mistake in the table. */
 static const struct sockaddr *peer_from(const char *text, struct sockaddr_storage *ss)
 {
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, text, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(40000);
-    } else if (inet_pton(AF_INET6, text, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(40000);
-    } else {
+    const struct sockaddr *sa = unit_sockaddr(text, 40000, ss);
+    if (!sa)
         fail_msg("bad peer address in test table: %s", text);
-    }
-    return (const struct sockaddr *)ss;
+    return sa;
 }
 
 /* Parses text, failing the test with the parser's message when it is rejected. */

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit_addr.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -13,22 +15,13 @@
 
 #include "hostcheck.h"
 
-/* The front door's own address for a request (what getsockname gave), from text. */
+/* The local address in text; a text that is no address is a mistake in the table. */
 static const struct sockaddr *local_from(const char *text, struct sockaddr_storage *ss)
 {
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, text, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(9090);
-    } else if (inet_pton(AF_INET6, text, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(9090);
-    } else {
+    const struct sockaddr *sa = unit_sockaddr(text, 9090, ss);
+    if (!sa)
         fail_msg("bad local address in test table: %s", text);
-    }
-    return (const struct sockaddr *)ss;
+    return sa;
 }
 
 static struct hostcheck *parse_ok(const char *text)
