@@ -18,13 +18,12 @@
 #include "proxy.h"
 #include "request.h"
 #include "rewrite.h"
+#include "stream.h"
 #include "sync.h"
 
-#define READ_BUF_SIZE 65536
+#define STASH_MAX (2 * 65536)
 #define RESPONSE_MAX 2048
 #define LINGER_MS 2000
-/* Stop reading a client whose unread responses pile up beyond this (pipelining without reading). */
-#define WRITE_QUEUE_MAX (256 * 1024)
 
 enum conn_phase {
     PHASE_IDLE,   /* waiting for the first byte of a request */
@@ -36,9 +35,8 @@ enum conn_phase {
 };
 
 struct client_conn {
-    uv_tcp_t tcp;
+    struct stream st;
     uv_timer_t timer;
-    uv_shutdown_t shutdown_req;
     struct server *srv;
     struct client_conn *prev, *next;
     struct request_reader req;
@@ -49,26 +47,17 @@ struct client_conn {
     enum conn_phase phase;
     enum route route;
     int handles_open;
-    unsigned writes_pending;
-    bool closing;           /* uv_close called; freed in the last close callback */
+    bool closing;           /* closing its handles; freed in the last close callback */
     bool close_after_write; /* no more requests: shut down once the writes drain */
     bool shutting_down;
-    bool reading;      /* uv_read_start is in effect */
-    bool waiting;      /* the proxy holds the request until client_continue */
-    bool bp_paused;    /* the proxy asked us to stop reading (its upstream is full) */
-    bool drain_wanted; /* tell the proxy when our write queue drains */
-    bool in_feed;      /* inside llhttp_execute */
-    bool eof;          /* the client closed its side */
-    bool broken;       /* a write failed: closing from the loop */
+    bool waiting;   /* the proxy holds the request until client_continue */
+    bool bp_paused; /* the proxy asked us to stop reading (its upstream is full) */
+    bool in_feed;   /* inside llhttp_execute */
+    bool eof;       /* the client closed its side */
+    bool broken;    /* a write failed: closing from the loop */
     bool peer_allowed;
     char peer[INET6_ADDRSTRLEN];
     struct sockaddr_storage local; /* the address the client connected to (for the Host check) */
-};
-
-struct write_req {
-    uv_write_t req;
-    struct client_conn *conn;
-    char data[];
 };
 
 struct server {
@@ -84,23 +73,16 @@ struct server {
     void (*on_stopped)(void *arg);
     void *stop_arg;
     struct log_limiter deny_limit, client_error_limit;
-    /*
-     * Its own malloc, not part of the calloc'ed struct: calloc would zero (and
-     * so back with memory) all 64 KiB up front; untouched pages cost nothing.
-     */
-    char *rbuf;
 };
 
 static void conn_close(struct client_conn *c);
 static void server_maybe_stopped(struct server *srv);
 static void on_conn_timer(uv_timer_t *t);
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 static void conn_feed(struct client_conn *c, const char *data, size_t len);
 
 static size_t queued(const struct client_conn *c)
 {
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+    return stream_queued(&c->st);
 }
 
 /* Reads exactly when the connection can use what it reads; every state change ends here. */
@@ -112,15 +94,10 @@ static void update_reading(struct client_conn *c)
     else if (c->phase == PHASE_LINGER)
         want = true;
     else
+        /* Not while unread responses pile up beyond the high mark (pipelining without reading). */
         want = !c->close_after_write && !c->waiting && !c->bp_paused && c->phase != PHASE_WAIT &&
-               queued(c) <= WRITE_QUEUE_MAX;
-    if (want == c->reading)
-        return;
-    c->reading = want;
-    if (want)
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    else
-        uv_read_stop((uv_stream_t *)&c->tcp);
+               queued(c) <= STREAM_WRITE_HIGH;
+    stream_read(&c->st, want);
 }
 
 static void arm_timer(struct client_conn *c, unsigned ms)
@@ -133,27 +110,27 @@ static void arm_timer(struct client_conn *c, unsigned ms)
 
 static void conn_after_write(struct client_conn *c);
 
-static void on_write_done(uv_write_t *req, int status)
+static void on_write_error(void *ctx, int err)
 {
-    struct write_req *wr = (struct write_req *)req;
-    struct client_conn *c = wr->conn;
-    free(wr);
-    c->writes_pending--;
-    if (c->closing)
-        return;
-    if (status < 0) {
-        log_debug("client %s: write failed: %s", c->peer, uv_strerror(status));
-        conn_close(c);
-        return;
-    }
-    if (c->writes_pending > 0)
+    struct client_conn *c = ctx;
+    log_debug("client %s: write failed: %s", c->peer, uv_strerror(err));
+    conn_close(c);
+}
+
+static void on_written(void *ctx)
+{
+    struct client_conn *c = ctx;
+    if (stream_writing(&c->st))
         arm_timer(c, c->srv->cfg->idle_timeout_ms); /* the client is reading: not idle */
-    if (c->drain_wanted && queued(c) < WRITE_QUEUE_MAX / 2) {
-        c->drain_wanted = false;
-        if (c->ex)
-            proxy_client_drained(c->ex);
-    }
     conn_after_write(c);
+}
+
+static void on_drain(void *ctx)
+{
+    struct client_conn *c = ctx;
+    if (c->ex)
+        proxy_client_drained(c->ex);
+    update_reading(c);
 }
 
 static void on_broken(uv_timer_t *t)
@@ -171,8 +148,7 @@ static void conn_break(struct client_conn *c, const char *why, int err)
         return;
     c->broken = true;
     log_debug("client %s: %s: %s", c->peer, why, uv_strerror(err));
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = false;
+    stream_read(&c->st, false);
     uv_timer_start(&c->timer, on_broken, 0, 0);
 }
 
@@ -180,48 +156,16 @@ void client_writev(struct client_conn *c, const uv_buf_t *bufs, unsigned nbufs)
 {
     if (c->closing || c->broken)
         return;
-    size_t total = 0;
-    for (unsigned i = 0; i < nbufs; i++)
-        total += bufs[i].len;
-    /* Most writes fit the socket buffer: send them now, without a copy. */
-    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
-    if (n == (int)total)
-        return;
-    if (n < 0 && n != UV_EAGAIN) {
-        conn_break(c, "write failed", n);
-        return;
-    }
-    size_t done = n > 0 ? (size_t)n : 0;
-    struct write_req *wr = malloc(sizeof *wr + total - done);
-    if (!wr) {
-        conn_break(c, "out of memory for a response", UV_ENOMEM);
-        return;
-    }
-    wr->conn = c;
-    size_t at = 0, skip = done;
-    for (unsigned i = 0; i < nbufs; i++) {
-        size_t len = bufs[i].len;
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        memcpy(wr->data + at, bufs[i].base + skip, len - skip);
-        at += len - skip;
-        skip = 0;
-    }
-    uv_buf_t rest = uv_buf_init(wr->data, (unsigned)at);
-    int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &rest, 1, on_write_done);
+    int rc = stream_writev(&c->st, bufs, nbufs);
     if (rc < 0) {
-        free(wr);
         conn_break(c, "write failed", rc);
         return;
     }
-    c->writes_pending++;
+    if (!stream_writing(&c->st))
+        return; /* all of it went out at once */
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
-    if (queued(c) > WRITE_QUEUE_MAX) {
-        c->drain_wanted = true;
+    if (queued(c) > STREAM_WRITE_HIGH)
         update_reading(c);
-    }
 }
 
 void client_write(struct client_conn *c, const char *data, size_t len)
@@ -250,9 +194,9 @@ static void on_linger_timeout(uv_timer_t *t)
     conn_close(t->data);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
+static void on_shutdown(struct stream *st, int status)
 {
-    struct client_conn *c = req->data;
+    struct client_conn *c = (struct client_conn *)((char *)st - offsetof(struct client_conn, st));
     if (c->closing)
         return;
     if (status < 0 || c->eof) {
@@ -272,17 +216,15 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void conn_after_write(struct client_conn *c)
 {
     update_reading(c);
-    if (c->writes_pending > 0 || !c->close_after_write || c->shutting_down || c->closing || c->broken)
+    if (stream_writing(&c->st) || !c->close_after_write || c->shutting_down || c->closing || c->broken)
         return;
     c->shutting_down = true;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+    if (stream_shutdown(&c->st, on_shutdown) < 0)
         conn_close(c);
 }
 
-static void on_conn_handle_closed(uv_handle_t *handle)
+static void conn_handle_closed(struct client_conn *c)
 {
-    struct client_conn *c = handle->data;
     if (--c->handles_open > 0)
         return;
     struct server *srv = c->srv;
@@ -300,6 +242,16 @@ static void on_conn_handle_closed(uv_handle_t *handle)
     server_maybe_stopped(srv);
 }
 
+static void on_timer_closed(uv_handle_t *handle)
+{
+    conn_handle_closed(handle->data);
+}
+
+static void on_stream_closed(struct stream *st)
+{
+    conn_handle_closed(st->ctx);
+}
+
 /* The one teardown path of a client: every error and timeout ends here. */
 static void conn_close_how(struct client_conn *c, bool reset)
 {
@@ -315,9 +267,8 @@ static void conn_close_how(struct client_conn *c, bool reset)
         c->sync_waiting = false;
         sync_waiter_cancel(c->srv->sync, &c->waiter);
     }
-    if (!reset || uv_tcp_close_reset(&c->tcp, on_conn_handle_closed) != 0)
-        uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    stream_close(&c->st, reset, on_stream_closed);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
 static void conn_close(struct client_conn *c)
@@ -691,7 +642,7 @@ static void on_conn_timer(uv_timer_t *t)
         conn_close(c);
         return;
     }
-    if (c->phase == PHASE_WAIT && c->writes_pending == 0) {
+    if (c->phase == PHASE_WAIT && !stream_writing(&c->st)) {
         arm_timer(c, c->srv->cfg->idle_timeout_ms); /* waiting on qBittorrent, not on the client */
         return;
     }
@@ -751,41 +702,40 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
     c->in_feed = false;
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+static void on_end(void *ctx, int err)
 {
-    (void)suggested;
-    struct client_conn *c = handle->data;
-    /*
-     * One buffer serves every client: the loop calls on_read right after
-     * on_alloc, and on_read consumes or copies everything before returning.
-     */
-    *buf = uv_buf_init(c->srv->rbuf, READ_BUF_SIZE);
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    struct client_conn *c = stream->data;
-    if (nread < 0) {
-        if (nread != UV_EOF)
-            log_debug("client %s: read failed: %s", c->peer, uv_strerror((int)nread));
-        /* A client that half-closes after a complete request still gets its answer. */
-        if (nread == UV_EOF && c->phase != PHASE_LINGER &&
-            (c->phase == PHASE_WAIT || (c->phase == PHASE_IDLE && c->writes_pending > 0))) {
-            c->eof = true;
-            c->close_after_write = true;
-            update_reading(c);
-            return;
-        }
-        conn_close(c);
+    struct client_conn *c = ctx;
+    if (err != UV_EOF)
+        log_debug("client %s: read failed: %s", c->peer, uv_strerror(err));
+    /* A client that half-closes after a complete request still gets its answer. */
+    if (err == UV_EOF && c->phase != PHASE_LINGER &&
+        (c->phase == PHASE_WAIT || (c->phase == PHASE_IDLE && stream_writing(&c->st)))) {
+        c->eof = true;
+        c->close_after_write = true;
+        update_reading(c);
         return;
     }
-    if (nread == 0 || c->phase == PHASE_LINGER || c->close_after_write)
+    conn_close(c);
+}
+
+static void on_data(void *ctx, const char *data, size_t len)
+{
+    struct client_conn *c = ctx;
+    if (c->phase == PHASE_LINGER || c->close_after_write)
         return;
     if (c->phase == PHASE_BODY || c->phase == PHASE_TUNNEL)
         arm_timer(c, c->srv->cfg->idle_timeout_ms);
-    conn_feed(c, buf->base, (size_t)nread);
+    conn_feed(c, data, len);
     update_reading(c);
 }
+
+static const struct stream_handler stream_events = {
+    .on_data = on_data,
+    .on_end = on_end,
+    .on_write_error = on_write_error,
+    .on_written = on_written,
+    .on_drain = on_drain,
+};
 
 /* ---- accepting ---- */
 
@@ -796,9 +746,9 @@ static void peer_describe(struct client_conn *c)
     c->peer_allowed = false;
     snprintf(c->peer, sizeof c->peer, "unknown");
     int local_len = sizeof c->local;
-    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &local_len) != 0)
+    if (uv_tcp_getsockname(stream_tcp(&c->st), (struct sockaddr *)&c->local, &local_len) != 0)
         c->local.ss_family = AF_UNSPEC; /* no address: an IP literal in Host cannot match it */
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+    if (uv_tcp_getpeername(stream_tcp(&c->st), (struct sockaddr *)&ss, &len) != 0)
         return;
     c->peer_allowed = allowlist_match(c->srv->cfg->allowed, (struct sockaddr *)&ss);
     if (ss.ss_family == AF_INET) {
@@ -828,9 +778,9 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     c->srv = srv;
-    uv_tcp_init(srv->loop, &c->tcp);
+    stream_init(&c->st, srv->loop, &stream_events, c);
     uv_timer_init(srv->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
+    c->timer.data = c;
     c->waiter.cb = on_sync_done;
     c->handles_open = 2;
     c->next = srv->conns;
@@ -840,15 +790,15 @@ static void on_connection(uv_stream_t *listener, int status)
     srv->nconns++;
     metrics.client_connections++;
     request_reader_init(&c->req, srv->cfg->max_header_size, &request_events, c);
-    buf_init(&c->stash, 2 * READ_BUF_SIZE);
+    buf_init(&c->stash, STASH_MAX);
 
-    int rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
+    int rc = uv_accept(listener, (uv_stream_t *)stream_tcp(&c->st));
     if (rc < 0) {
         log_debug("accept failed: %s", uv_strerror(rc));
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(stream_tcp(&c->st), 1);
     peer_describe(c);
     if (srv->nconns > srv->cfg->max_connections) {
         c->phase = PHASE_HEAD; /* a request is owed its answer: a shutdown lets the 503 go out */
@@ -905,13 +855,8 @@ int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy,
                  struct server **out)
 {
     struct server *srv = calloc(1, sizeof *srv);
-    char *rbuf = malloc(READ_BUF_SIZE);
-    if (!srv || !rbuf) {
-        free(srv);
-        free(rbuf);
+    if (!srv)
         return UV_ENOMEM;
-    }
-    srv->rbuf = rbuf;
     srv->loop = loop;
     srv->cfg = cfg;
     srv->proxy = proxy;
@@ -991,7 +936,7 @@ void server_stop(struct server *srv, void (*on_stopped)(void *arg), void *arg)
     srv->listener = NULL;
     /* A client in the middle of a request is answered (with Connection: close) before it goes. */
     for (struct client_conn *c = srv->conns; c; c = c->next) {
-        if ((c->phase == PHASE_IDLE && c->writes_pending == 0) || c->phase == PHASE_LINGER) {
+        if ((c->phase == PHASE_IDLE && !stream_writing(&c->st)) || c->phase == PHASE_LINGER) {
             conn_close(c);
         } else if (c->phase == PHASE_IDLE) {
             c->close_after_write = true;
@@ -1006,6 +951,5 @@ void server_free(struct server *srv)
 {
     if (!srv)
         return;
-    free(srv->rbuf);
     free(srv);
 }

@@ -12,9 +12,9 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "stream.h"
 
 #define MAX_ADDRS 8
-#define READ_BUF_SIZE 65536
 #define HEAD_LIMIT (64 * 1024)
 
 enum conn_state {
@@ -27,7 +27,7 @@ enum conn_state {
 };
 
 struct upstream_conn {
-    uv_tcp_t tcp;
+    struct stream st; /* one per attempt: a failed attempt's is closed and the next one made in its place */
     uv_timer_t timer;
     uv_connect_t connect_req;
     struct upstream *up;
@@ -38,20 +38,14 @@ struct upstream_conn {
     struct http_head head;
     enum conn_state state;
     int open_handles;
-    bool tcp_open;
+    bool st_open;     /* st holds a handle (initialized, not yet closed) */
     unsigned attempt; /* addresses tried so far in this connect */
     unsigned first;   /* the address this connect began with (the preferred one then) */
     int last_error;
     bool reused, got_response, head_done, complete, keep_alive, tunnel;
-    bool no_body, request_done, paused, drain_wanted, not_reusable, interim, upgrade_asked;
+    bool no_body, request_done, paused, not_reusable, interim, upgrade_asked;
     uint64_t deadline;   /* loop time the exchange must be over by, 0 for none */
     const char *invalid; /* what a parser callback found wrong with the response, or NULL */
-};
-
-struct write_req {
-    uv_write_t req;
-    struct upstream_conn *conn;
-    char data[];
 };
 
 struct upstream {
@@ -67,13 +61,12 @@ struct upstream {
     struct upstream_conn *idle;    /* the pool, most recently used first */
     unsigned nidle;
     llhttp_settings_t settings;
-    char *rbuf; /* malloc'ed apart, so its pages are backed only once used */
 };
 
 static void conn_destroy(struct upstream_conn *c, bool reset);
 static void start_attempt(struct upstream_conn *c);
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-static void on_attempt_closed(uv_handle_t *handle);
+static const struct stream_handler stream_events;
+static void on_attempt_closed(struct stream *st);
 static void on_attempt_timeout(uv_timer_t *t);
 
 /* ---- small helpers ---- */
@@ -159,15 +152,29 @@ static void arm_timer(struct upstream_conn *c)
 
 /* ---- closing ---- */
 
-static void on_handle_closed(uv_handle_t *handle)
+static void conn_handle_closed(struct upstream_conn *c)
 {
-    struct upstream_conn *c = handle->data;
-    if ((uv_handle_t *)&c->tcp == handle)
-        c->tcp_open = false;
     if (--c->open_handles > 0)
         return;
     http_head_free(&c->head);
     free(c);
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    conn_handle_closed(handle->data);
+}
+
+static struct upstream_conn *conn_of(struct stream *st)
+{
+    return st->ctx;
+}
+
+static void on_stream_closed(struct stream *st)
+{
+    struct upstream_conn *c = conn_of(st);
+    c->st_open = false;
+    conn_handle_closed(c);
 }
 
 static void conn_destroy(struct upstream_conn *c, bool reset)
@@ -185,13 +192,11 @@ static void conn_destroy(struct upstream_conn *c, bool reset)
     }
     c->state = UC_CLOSING;
     c->h = NULL;
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp)) {
-        /* A reset tells qBittorrent at once that the rest of the request is not coming. */
-        if (reset && uv_tcp_close_reset(&c->tcp, on_handle_closed) == 0)
-            return;
-        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    }
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    /* A reset tells qBittorrent at once that the rest of the request is not coming. An attempt's
+     * stream that is closing already ends in on_attempt_closed, which sees UC_CLOSING. */
+    if (c->st_open && !stream_closing(&c->st))
+        stream_close(&c->st, reset, on_stream_closed);
 }
 
 /* ---- response parsing ---- */
@@ -327,43 +332,42 @@ static void conn_parse(struct upstream_conn *c, const char *data, size_t len)
 
 /* ---- reading ---- */
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+static void on_data(void *ctx, const char *data, size_t len)
 {
-    (void)suggested;
-    struct upstream_conn *c = handle->data;
-    /* Shared by every connection: on_read consumes each chunk before returning. */
-    *buf = uv_buf_init(c->up->rbuf, READ_BUF_SIZE);
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    struct upstream_conn *c = stream->data;
+    struct upstream_conn *c = ctx;
     if (c->state == UC_IDLE) {
-        /* qBittorrent closed an idle connection (or sent something unasked): drop it. */
-        conn_destroy(c, nread >= 0);
+        /* qBittorrent sent something unasked on an idle connection: drop it. */
+        conn_destroy(c, true);
         return;
     }
     if (c->state != UC_ACTIVE)
         return;
-    if (nread > 0) {
-        c->got_response = true;
-        if (c->head_done || !c->request_done)
-            arm_timer(c);
-        if (c->tunnel && c->complete) {
-            if (c->h && c->h->on_tunnel)
-                c->h->on_tunnel(c->ctx, buf->base, (size_t)nread);
-            return;
-        }
-        if (c->complete) {
-            c->not_reusable = true;
-            return;
-        }
-        conn_parse(c, buf->base, (size_t)nread);
+    c->got_response = true;
+    if (c->head_done || !c->request_done)
+        arm_timer(c);
+    if (c->tunnel && c->complete) {
+        if (c->h && c->h->on_tunnel)
+            c->h->on_tunnel(c->ctx, data, len);
         return;
     }
-    if (nread == 0)
+    if (c->complete) {
+        c->not_reusable = true;
         return;
-    if (nread == UV_EOF && c->head_done && !c->complete && !c->tunnel) {
+    }
+    conn_parse(c, data, len);
+}
+
+static void on_end(void *ctx, int err)
+{
+    struct upstream_conn *c = ctx;
+    if (c->state == UC_IDLE) {
+        /* qBittorrent closed an idle connection: drop it. */
+        conn_destroy(c, false);
+        return;
+    }
+    if (c->state != UC_ACTIVE)
+        return;
+    if (err == UV_EOF && c->head_done && !c->complete && !c->tunnel) {
         /* A response without a length ends at the close; llhttp_finish says whether that is complete. */
         llhttp_finish(&c->parser); /* runs on_message_complete when the close ends the body */
         if (c->complete) {
@@ -377,61 +381,49 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         c->not_reusable = true;
         return;
     }
-    conn_fail(c, (int)nread);
+    conn_fail(c, err);
 }
 
 /* ---- writing ---- */
 
-static void on_write_done(uv_write_t *req, int status)
+static void on_write_error(void *ctx, int err)
 {
-    struct write_req *wr = (struct write_req *)req;
-    struct upstream_conn *c = wr->conn;
-    free(wr);
-    if (c->state == UC_CLOSING)
-        return;
-    if (status < 0) {
-        conn_fail(c, status);
-        return;
-    }
-    if (!c->request_done || c->tunnel)
-        arm_timer(c);
-    if (c->drain_wanted && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < UPSTREAM_WRITE_HIGH / 2) {
-        c->drain_wanted = false;
-        if (c->h && c->h->on_drain)
-            c->h->on_drain(c->ctx);
-    }
+    conn_fail(ctx, err);
 }
+
+static void on_written(void *ctx)
+{
+    struct upstream_conn *c = ctx;
+    if (c->state == UC_ACTIVE && (!c->request_done || c->tunnel))
+        arm_timer(c);
+}
+
+static void on_drain(void *ctx)
+{
+    struct upstream_conn *c = ctx;
+    if (c->state == UC_ACTIVE && c->h && c->h->on_drain)
+        c->h->on_drain(c->ctx);
+}
+
+static const struct stream_handler stream_events = {
+    .on_data = on_data,
+    .on_end = on_end,
+    .on_write_error = on_write_error,
+    .on_written = on_written,
+    .on_drain = on_drain,
+};
 
 int upstream_conn_write(struct upstream_conn *c, const char *data, size_t len)
 {
     if (c->state != UC_ACTIVE)
         return UV_ECANCELED;
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
-    if (n == (int)len)
-        return 0;
-    if (n < 0 && n != UV_EAGAIN)
-        return n;
-    size_t done = n > 0 ? (size_t)n : 0;
-    struct write_req *wr = malloc(sizeof *wr + len - done);
-    if (!wr)
-        return UV_ENOMEM;
-    wr->conn = c;
-    memcpy(wr->data, data + done, len - done);
-    buf = uv_buf_init(wr->data, (unsigned)(len - done));
-    int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write_done);
-    if (rc < 0) {
-        free(wr);
-        return rc;
-    }
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > UPSTREAM_WRITE_HIGH)
-        c->drain_wanted = true;
-    return 0;
+    return stream_writev(&c->st, &buf, 1);
 }
 
 size_t upstream_conn_queued(const struct upstream_conn *c)
 {
-    return c->state == UC_ACTIVE ? uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) : 0;
+    return c->state == UC_ACTIVE ? stream_queued(&c->st) : 0;
 }
 
 void upstream_conn_request_done(struct upstream_conn *c)
@@ -473,13 +465,11 @@ void upstream_conn_pause(struct upstream_conn *c, int paused)
         return;
     c->paused = paused != 0;
     /* While paused the slow side's own timeout governs; progress re-arms ours on resume. */
-    if (c->paused) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+    stream_read(&c->st, !c->paused);
+    if (c->paused)
         uv_timer_stop(&c->timer);
-    } else {
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    else
         arm_timer(c);
-    }
 }
 
 int upstream_conn_reused(const struct upstream_conn *c)
@@ -491,7 +481,7 @@ int upstream_conn_local_addr(const struct upstream_conn *c, char *buf, size_t le
 {
     struct sockaddr_storage ss;
     int sl = sizeof ss;
-    int rc = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &sl);
+    int rc = uv_tcp_getsockname(&c->st.tcp, (struct sockaddr *)&ss, &sl);
     if (rc != 0)
         return rc;
     if (ss.ss_family == AF_INET6)
@@ -507,7 +497,7 @@ static void reset_exchange(struct upstream_conn *c)
     c->parser.data = c;
     http_head_reset(&c->head);
     c->got_response = c->head_done = c->complete = c->keep_alive = c->tunnel = false;
-    c->no_body = c->request_done = c->paused = c->drain_wanted = c->not_reusable = c->interim = false;
+    c->no_body = c->request_done = c->paused = c->not_reusable = c->interim = false;
     c->upgrade_asked = false;
     c->deadline = 0;
 }
@@ -549,14 +539,14 @@ static void on_connected(uv_connect_t *req, int status)
         c->attempt++;
         c->state = UC_RETRYING;
         uv_timer_stop(&c->timer);
-        uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
+        stream_close(&c->st, false, on_attempt_closed);
         return;
     }
     /* Remember the address that answered, so the next connection starts with it. */
     up->preferred = idx;
     c->state = UC_ACTIVE;
-    uv_tcp_nodelay(&c->tcp, 1);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    uv_tcp_nodelay(stream_tcp(&c->st), 1);
+    stream_read(&c->st, true);
     arm_timer(c);
     became_ready(c);
 }
@@ -568,22 +558,19 @@ static void on_attempt_timeout(uv_timer_t *t)
     c->attempt++;
     /* Closing cancels the connect; on_connected sees the state and the close callback moves on. */
     c->state = UC_RETRYING;
-    uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
+    stream_close(&c->st, false, on_attempt_closed);
 }
 
-/* The tcp handle of a failed attempt is closed: try the next address, or give up. */
-static void on_attempt_closed(uv_handle_t *handle)
+/* The stream of a failed attempt is closed: try the next address, or give up. */
+static void on_attempt_closed(struct stream *st)
 {
-    struct upstream_conn *c = handle->data;
-    c->tcp_open = false;
-    c->open_handles--;
+    struct upstream_conn *c = conn_of(st);
+    c->st_open = false;
     if (c->state == UC_CLOSING) {
-        if (c->open_handles == 0) {
-            http_head_free(&c->head);
-            free(c);
-        }
+        conn_handle_closed(c);
         return;
     }
+    c->open_handles--;
     c->state = UC_CONNECTING;
     start_attempt(c);
 }
@@ -602,17 +589,21 @@ static void start_attempt(struct upstream_conn *c)
         return;
     }
     unsigned idx = (c->first + c->attempt) % up->naddrs;
-    uv_tcp_init(up->loop, &c->tcp);
-    c->tcp.data = c;
-    c->tcp_open = true;
+    int rc = stream_init(&c->st, up->loop, &stream_events, c);
+    if (rc < 0) {
+        conn_fail(c, rc);
+        return;
+    }
+    c->st_open = true;
     c->open_handles++;
     c->connect_req.data = c;
-    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&up->addrs[idx], on_connected);
+    rc =
+        uv_tcp_connect(&c->connect_req, stream_tcp(&c->st), (struct sockaddr *)&up->addrs[idx], on_connected);
     if (rc < 0) {
         c->last_error = rc;
         c->attempt++;
         c->state = UC_RETRYING;
-        uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
+        stream_close(&c->st, false, on_attempt_closed);
         return;
     }
     uv_timer_start(&c->timer, on_attempt_timeout, within_deadline(c, up->opt.connect_timeout_ms), 0);
@@ -674,7 +665,7 @@ static bool stale(const struct upstream_conn *c)
 {
     uv_os_fd_t fd;
     char byte;
-    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+    if (uv_fileno((const uv_handle_t *)&c->st.tcp, &fd) != 0)
         return true;
     ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
@@ -735,8 +726,7 @@ void upstream_conn_release(struct upstream_conn *c, int reusable)
     /* After a HEAD the server may send the body it did not announce as absent (qBittorrent 4.5 does),
      * a moment later: a pooled connection would hand those bytes to the next exchange as its response. */
     bool clean = c->state == UC_ACTIVE && c->complete && c->keep_alive && c->request_done && !c->tunnel &&
-                 !c->not_reusable && !c->no_body &&
-                 uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0;
+                 !c->not_reusable && !c->no_body && stream_queued(&c->st) == 0;
     if (!reusable || !clean || up->closing || up->nidle >= up->opt.pool_max) {
         conn_destroy(c, !clean);
         return;
@@ -750,7 +740,7 @@ void upstream_conn_release(struct upstream_conn *c, int reusable)
     metrics.upstream_connections_idle++;
     if (c->paused) {
         c->paused = false;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        stream_read(&c->st, true);
     }
     arm_timer(c);
 }
@@ -766,13 +756,8 @@ int upstream_new(uv_loop_t *loop, const struct url *url, const struct upstream_o
                  struct upstream **out)
 {
     struct upstream *up = calloc(1, sizeof *up);
-    char *rbuf = malloc(READ_BUF_SIZE);
-    if (!up || !rbuf) {
-        free(up);
-        free(rbuf);
+    if (!up)
         return UV_ENOMEM;
-    }
-    up->rbuf = rbuf;
     up->loop = loop;
     up->url = url;
     up->opt = *opt;
@@ -811,6 +796,5 @@ void upstream_free(struct upstream *up)
 {
     if (!up)
         return;
-    free(up->rbuf);
     free(up);
 }
