@@ -1,7 +1,7 @@
 /*
  * fuzz_portfile.c - portfile_parse against a reference reading of its contract:
- * ports one per line, each ASCII digits in 1..65535 with surrounding
- * whitespace, the first one counts, only whitespace means empty, anything else
+ * ports one per line, each ASCII digits in 1..65535 without leading zeros, with
+ * surrounding whitespace, the first one counts, only whitespace means empty, anything else
  * is invalid with a message that fits the caller's buffer.
  */
 #include <stdint.h>
@@ -36,7 +36,7 @@ static enum portfile_result reference(const unsigned char *d, size_t len, uint16
         while (b > a && is_space(d[b - 1]))
             b--;
         if (a < b) {
-            if (b - a > 5)
+            if (b - a > 5 || (b - a > 1 && d[a] == '0'))
                 return PORTFILE_INVALID;
             unsigned v = 0;
             for (size_t k = a; k < b; k++) {
