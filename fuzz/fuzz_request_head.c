@@ -43,6 +43,7 @@
 #include "buf.h"
 #include "fuzz.h"
 #include "http.h"
+#include "endpoints.h"
 #include "request.h"
 #include "rewrite.h"
 #include "url.h"
@@ -367,9 +368,16 @@ static int on_head(struct request_reader *r)
     /* server.c's on_request_head, for an allowed peer with the port sync and the proxy configured. */
     char why[256];
     memset(why, 'Z', sizeof why);
-    bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-    const struct route_context ctx = {.peer_allowed = true, .have_sync = true, .have_proxy = true};
-    switch (request_route(r, &ctx, why, sizeof why)) {
+    struct request req;
+    request_describe(r, &req);
+    req.peer = "127.0.0.1";
+    req.peer_allowed = true;
+    req.local = NULL;
+    bool body = req.framing != FRAMING_NONE;
+    FUZZ_CHECK(body == ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)),
+               "request_describe's framing disagrees with the parser");
+    const struct route_context ctx = {.have_sync = true, .have_proxy = true};
+    switch (endpoints_route_of(&req, &ctx, why, sizeof why)) {
     case ROUTE_HEALTHZ:
     case ROUTE_READYZ:
         note(c, "local");

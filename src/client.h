@@ -1,9 +1,9 @@
 /*
- * client.h - what the proxy may do with the client connection it serves
- * (implemented by server.c, which owns the connection). An exchange starts
- * with proxy_begin and ends when the proxy calls client_exchange_done,
- * client_exchange_fail or client_abort; after that the server never calls
- * the proxy about it again, and the proxy forgets the client.
+ * client.h - what an exchange (exchange.h: the proxy, the sidecar's own
+ * endpoints) may do with the client connection it serves; implemented by
+ * server.c, which owns the connection. An exchange ends when it calls
+ * client_exchange_done, client_exchange_fail or client_abort; after that the
+ * server never calls it again, and it forgets the client.
  */
 #ifndef QGS_CLIENT_H
 #define QGS_CLIENT_H
@@ -35,11 +35,20 @@ void client_pause(struct client_conn *c, int paused);
 /* From now on bytes from the client go raw to proxy_tunnel (after a 101). */
 void client_start_tunnel(struct client_conn *c);
 
+/*
+ * Sends a whole response the sidecar makes itself (content_type NULL: plain
+ * text; extra_headers NULL or lines ending in CRLF); the head only for a HEAD
+ * request. With keep_alive 0 the connection closes after it. Returns the bytes
+ * sent, for the access log. The exchange still ends with client_exchange_done.
+ */
+size_t client_respond(struct client_conn *c, int status, const char *content_type, const char *extra_headers,
+                      const char *body, size_t body_len, int keep_alive);
+
 /* The response was sent whole: serve the next request, or close when !keep_alive. */
 void client_exchange_done(struct client_conn *c, int keep_alive);
 
-/* Nothing was sent yet: answers status with a short text body, then closes. */
-void client_exchange_fail(struct client_conn *c, int status, const char *body);
+/* Nothing was sent yet: answers status with a short text body, then closes; returns the bytes sent. */
+size_t client_exchange_fail(struct client_conn *c, int status, const char *body);
 
 /* A response already started cannot be finished: the connection is reset. */
 void client_abort(struct client_conn *c);

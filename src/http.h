@@ -14,6 +14,14 @@
 
 #define HTTP_MAX_HEADERS 100
 
+/* How a message's body is delimited. */
+enum framing {
+    FRAMING_NONE,    /* no body (HEAD, 1xx, 204, 304; a request without one) */
+    FRAMING_LENGTH,  /* Content-Length */
+    FRAMING_CHUNKED, /* Transfer-Encoding: chunked */
+    FRAMING_CLOSE,   /* the body ends when the connection closes (responses only) */
+};
+
 struct http_header {
     uint32_t name, name_len; /* offsets into http_head.buf */
     uint32_t value, value_len;

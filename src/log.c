@@ -193,3 +193,21 @@ void log_limiter_flush(struct log_limiter *lim)
              (unsigned long long)(lim->window_ms / 1000));
     lim->suppressed = 0;
 }
+
+void log_access(const char *client, const char *method, const char *path, size_t path_len, int status,
+                size_t bytes, int proxied, double upstream_ms)
+{
+    char path_text[201], status_text[8], bytes_text[24], ms_text[24];
+    snprintf(path_text, sizeof path_text, "%.*s", (int)(path_len > 200 ? 200 : path_len), path);
+    snprintf(status_text, sizeof status_text, "%d", status);
+    snprintf(bytes_text, sizeof bytes_text, "%zu", bytes);
+    if (upstream_ms < 0)
+        snprintf(ms_text, sizeof ms_text, "-");
+    else
+        snprintf(ms_text, sizeof ms_text, "%.1f", upstream_ms);
+    const char *kv[] = {"client", client,     "method",      method,
+                        "path",   path_text,  "status",      status ? status_text : "-",
+                        "bytes",  bytes_text, "upstream_ms", ms_text};
+    /* The upstream time is a proxied request's own field. */
+    log_fields(LOG_INFO, "request", kv, proxied ? 12 : 10);
+}

@@ -6,6 +6,7 @@
 #ifndef QGS_LOG_H
 #define QGS_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -34,6 +35,14 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
  * string; in text lines values with spaces or quotes are quoted.
  */
 void log_fields(enum log_level level, const char *msg, const char *const *kv, unsigned n);
+
+/*
+ * The access log's one event per request (ACCESS_LOG): client, method, path
+ * (path_len bytes, cut at 200), status (0 for none: "-"), bytes sent and, when
+ * proxied, how long qBittorrent took to answer (upstream_ms < 0: no answer, "-").
+ */
+void log_access(const char *client, const char *method, const char *path, size_t path_len, int status,
+                size_t bytes, int proxied, double upstream_ms);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

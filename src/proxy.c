@@ -2,12 +2,14 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "buf.h"
+#include "client.h"
 #include "log.h"
 #include "metrics.h"
 #include "rewrite.h"
@@ -49,8 +51,7 @@ struct proxy_exchange {
     bool client_keep_alive, client_http11, keep_alive;
     enum framing framing;
     /* For the access log and the metrics. */
-    int method, status;    /* status 0: the client got no answer from us */
-    bool answered_locally; /* the client got the sidecar's own error answer */
+    int method, status; /* status 0: the client got no answer from us */
     uint64_t start_ns, head_ns;
     size_t bytes; /* sent to the client */
     char path[256];
@@ -112,23 +113,9 @@ static struct proxy_exchange *exchange_new(struct proxy *px)
 static void account(struct proxy_exchange *ex)
 {
     metrics_count_request(ex->method, ex->status);
-    /* An answer of the sidecar's own (fail) was logged by the server, which wrote it. */
-    if (!ex->px->cfg->access_log || ex->answered_locally)
-        return;
-    char status[8], bytes[24], upstream_ms[24];
-    snprintf(status, sizeof status, "%d", ex->status);
-    snprintf(bytes, sizeof bytes, "%zu", ex->bytes);
-    if (ex->head_ns)
-        snprintf(upstream_ms, sizeof upstream_ms, "%.1f", (double)(ex->head_ns - ex->start_ns) / 1e6);
-    else
-        snprintf(upstream_ms, sizeof upstream_ms, "-");
-    const char *kv[] = {"client",      client_peer(ex->client),
-                        "method",      llhttp_method_name(ex->method),
-                        "path",        ex->path,
-                        "status",      ex->status ? status : "-",
-                        "bytes",       bytes,
-                        "upstream_ms", upstream_ms};
-    log_fields(LOG_INFO, "request", kv, sizeof kv / sizeof kv[0]);
+    if (ex->px->cfg->access_log)
+        log_access(client_peer(ex->client), llhttp_method_name(ex->method), ex->path, strlen(ex->path),
+                   ex->status, ex->bytes, 1, ex->head_ns ? (double)(ex->head_ns - ex->start_ns) / 1e6 : -1.0);
 }
 
 static void exchange_free(struct proxy_exchange *ex)
@@ -147,17 +134,49 @@ static void exchange_free(struct proxy_exchange *ex)
     free(ex);
 }
 
-/* Ends the exchange before any response byte reached the client. */
-static void fail(struct proxy_exchange *ex, int status, const char *body)
+/* How an exchange ends. */
+enum ending {
+    END_DONE,  /* the response went out whole: the client goes on (or closes, without keep-alive) */
+    END_FAIL,  /* nothing was sent yet: the client gets status and a short text, then a close */
+    END_ABORT, /* a response was cut off: the client connection is reset, so it is not taken as whole */
+    END_GONE,  /* the client went away: there is no one to tell */
+};
+
+/*
+ * Every exchange ends here, once: it lets go of its connection to qBittorrent
+ * (pooled when it finished cleanly, else closed), tells the client, counts
+ * and logs the request, and frees itself.
+ */
+static void exchange_end(struct proxy_exchange *ex, enum ending how, int status, const char *text)
 {
     if (ex->conn) {
-        upstream_conn_abort(ex->conn);
+        if (how == END_DONE)
+            upstream_conn_release(ex->conn, ex->req_complete);
+        else
+            upstream_conn_abort(ex->conn);
         ex->conn = NULL;
     }
-    ex->status = status;
-    ex->answered_locally = true;
-    client_exchange_fail(ex->client, status, body);
+    switch (how) {
+    case END_DONE:
+        client_exchange_done(ex->client, ex->keep_alive && !ex->tunnel);
+        break;
+    case END_FAIL:
+        ex->status = status;
+        ex->bytes = client_exchange_fail(ex->client, status, text);
+        break;
+    case END_ABORT:
+        client_abort(ex->client);
+        break;
+    case END_GONE:
+        break;
+    }
     exchange_free(ex);
+}
+
+/* Ends the exchange before any response byte reached the client. */
+static void fail(struct proxy_exchange *ex, int status, const char *text)
+{
+    exchange_end(ex, END_FAIL, status, text);
 }
 
 static int connect_upstream(struct proxy_exchange *ex, int fresh)
@@ -166,23 +185,22 @@ static int connect_upstream(struct proxy_exchange *ex, int fresh)
     return ex->conn ? 0 : UV_ENOMEM;
 }
 
-static int build_head(struct proxy_exchange *ex, const llhttp_t *parser, const struct http_head *head,
-                      uint64_t content_length)
+static int build_head(struct proxy_exchange *ex, const struct request *req, uint64_t content_length)
 {
     struct rewrite_request r = {
-        .method = llhttp_method_name(llhttp_get_method((llhttp_t *)parser)),
+        .method = req->method_name,
         .upstream = &ex->px->cfg->qbit,
         .client_addr = client_peer(ex->client),
         .has_body = ex->has_body,
         .content_length = content_length,
         .upgrade = ex->upgrade,
     };
-    return rewrite_request_head(&ex->head, head, &r);
+    return rewrite_request_head(&ex->head, req->head, &r);
 }
 
-struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client, const llhttp_t *parser,
-                                   const struct http_head *head, bool *wait)
+static void *proxy_begin(void *ctx, struct client_conn *client, const struct request *req, bool *wait)
 {
+    struct proxy *px = ctx;
     *wait = false;
     struct proxy_exchange *ex = exchange_new(px);
     if (!ex) {
@@ -190,20 +208,18 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
         return NULL;
     }
     ex->client = client;
-    ex->method = llhttp_get_method((llhttp_t *)parser);
+    ex->method = req->method;
     ex->start_ns = uv_hrtime();
-    size_t url_len;
-    const char *url = http_head_url(head, &url_len);
     snprintf(ex->path, sizeof ex->path, "%.*s",
-             (int)(url_len < sizeof ex->path ? url_len : sizeof ex->path - 1), url);
-    ex->head_request = llhttp_get_method((llhttp_t *)parser) == HTTP_HEAD;
-    ex->upgrade = llhttp_get_upgrade((llhttp_t *)parser);
-    ex->client_keep_alive = llhttp_should_keep_alive(parser);
-    ex->client_http11 = parser->http_major == 1 && parser->http_minor >= 1;
-    ex->collect = (parser->flags & F_CHUNKED) != 0;
-    ex->has_body = !ex->collect && (parser->flags & F_CONTENT_LENGTH) && parser->content_length > 0;
+             (int)(req->target_len < sizeof ex->path ? req->target_len : sizeof ex->path - 1), req->target);
+    ex->head_request = req->method == HTTP_HEAD;
+    ex->upgrade = req->upgrade;
+    ex->client_keep_alive = req->keep_alive;
+    ex->client_http11 = req->http_major == 1 && req->http_minor >= 1;
+    ex->collect = req->framing == FRAMING_CHUNKED;
+    ex->has_body = req->framing == FRAMING_LENGTH;
     size_t len;
-    const char *expect = http_head_find(head, "expect", &len);
+    const char *expect = http_head_find(req->head, "expect", &len);
     /* RFC 9110, 15.2: no 1xx to an HTTP/1.0 client. */
     ex->expect_continue =
         ex->client_http11 && expect && len == 12 && strncasecmp(expect, "100-continue", 12) == 0;
@@ -211,14 +227,14 @@ struct proxy_exchange *proxy_begin(struct proxy *px, struct client_conn *client,
     /* qBittorrent cannot read a chunked body: collect it first, the head follows with its length. */
     if (ex->collect) {
         /* The head without its blank line; proxy_end adds Content-Length and the blank line. */
-        if (build_head(ex, parser, head, 0) != 0)
+        if (build_head(ex, req, 0) != 0)
             goto too_large;
         ex->head.len -= 2;
         if (ex->expect_continue)
             client_write(client, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         return ex;
     }
-    if (build_head(ex, parser, head, parser->content_length) != 0)
+    if (build_head(ex, req, req->content_length) != 0)
         goto too_large;
     if (connect_upstream(ex, 0) != 0) {
         fail(ex, 503, "out of memory");
@@ -269,18 +285,18 @@ static int send_request(struct proxy_exchange *ex)
     return 0;
 }
 
-static void on_connect(void *ctx, int status)
+static void on_connect(void *ctx, const struct upstream_failure *f)
 {
     struct proxy_exchange *ex = ctx;
-    if (status < 0) {
+    if (f) {
         char msg[300];
         ex->conn = NULL;
         snprintf(msg, sizeof msg, "cannot connect to qBittorrent at %s: %s", ex->px->cfg->qbit.authority,
-                 uv_strerror(status));
+                 f->reason);
         if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
             log_warn("%s", msg);
-        metrics.upstream_errors[status == UV_ETIMEDOUT ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT]++;
-        fail(ex, status == UV_ETIMEDOUT ? 504 : 502, msg);
+        metrics.upstream_errors[f->err == UV_ETIMEDOUT ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT]++;
+        fail(ex, f->err == UV_ETIMEDOUT ? 504 : 502, msg);
         return;
     }
     bool waiting = ex->client_waiting;
@@ -308,15 +324,17 @@ static int reserve_body(struct proxy_exchange *ex, uint64_t size)
     return 0;
 }
 
-void proxy_chunk(struct proxy_exchange *ex, uint64_t size)
+static void proxy_chunk(void *arg, uint64_t size)
 {
+    struct proxy_exchange *ex = arg;
     /* Refuse at once what cannot fit, rather than after receiving it. */
     if (ex->collect)
         reserve_body(ex, size);
 }
 
-void proxy_body(struct proxy_exchange *ex, const char *data, size_t len)
+static void proxy_body(void *arg, const char *data, size_t len)
 {
+    struct proxy_exchange *ex = arg;
     if (ex->collect) {
         if (reserve_body(ex, len) != 0)
             return;
@@ -337,8 +355,9 @@ void proxy_body(struct proxy_exchange *ex, const char *data, size_t len)
         client_pause(ex->client, 1);
 }
 
-void proxy_end(struct proxy_exchange *ex)
+static void proxy_end(void *arg)
 {
+    struct proxy_exchange *ex = arg;
     ex->req_complete = true;
     if (ex->collect) {
         if (buf_printf(&ex->head, "Content-Length: %zu\r\n\r\n", ex->body.len) != 0 ||
@@ -354,51 +373,50 @@ void proxy_end(struct proxy_exchange *ex)
         upstream_conn_request_done(ex->conn);
 }
 
-void proxy_tunnel(struct proxy_exchange *ex, const char *data, size_t len)
+static void proxy_tunnel(void *arg, const char *data, size_t len)
 {
+    struct proxy_exchange *ex = arg;
     if (!ex->conn)
         return;
     if (upstream_conn_write(ex->conn, data, len) < 0) {
-        upstream_conn_abort(ex->conn);
-        ex->conn = NULL;
-        client_abort(ex->client);
-        exchange_free(ex);
+        exchange_end(ex, END_ABORT, 0, NULL);
         return;
     }
     if (upstream_conn_queued(ex->conn) > UPSTREAM_WRITE_HIGH)
         client_pause(ex->client, 1);
 }
 
-void proxy_client_drained(struct proxy_exchange *ex)
+static void proxy_client_drained(void *arg)
 {
+    struct proxy_exchange *ex = arg;
     if (ex->conn)
         upstream_conn_pause(ex->conn, 0);
 }
 
-void proxy_client_gone(struct proxy_exchange *ex)
+static void proxy_client_gone(void *arg)
 {
-    if (ex->conn)
-        upstream_conn_abort(ex->conn);
-    exchange_free(ex);
+    exchange_end(arg, END_GONE, 0, NULL);
 }
 
 /* ---- the upstream side ---- */
 
-static void on_head(void *ctx, int status, const struct http_head *head, const llhttp_t *parser)
+static void on_head(void *ctx, const struct upstream_response *resp)
 {
     struct proxy_exchange *ex = ctx;
+    const struct http_head *head = resp->head;
+    int status = resp->status;
     struct rewrite_response r = {.status = status};
     ex->status = status;
     ex->head_ns = uv_hrtime();
-    if (status == 101 && ex->upgrade) {
-        ex->tunnel = true;
+    if (status == 101) {
+        ex->tunnel = true; /* upstream.c lets a 101 through only when the request asked for the upgrade */
         r.upgrade = 1;
         r.framing = FRAMING_NONE;
-    } else if (ex->head_request || status == 204 || status == 304 || status < 200) {
+    } else if (resp->framing == FRAMING_NONE || status < 200) {
         r.framing = FRAMING_NONE;
-    } else if ((parser->flags & F_CONTENT_LENGTH) && !(parser->flags & F_CHUNKED)) {
+    } else if (resp->framing == FRAMING_LENGTH) {
         r.framing = FRAMING_LENGTH;
-        r.content_length = parser->content_length;
+        r.content_length = resp->content_length;
     } else {
         /* Chunked or read-to-close upstream: re-chunk for HTTP/1.1 clients to keep them alive. */
         r.framing = ex->client_http11 ? FRAMING_CHUNKED : FRAMING_CLOSE;
@@ -412,8 +430,6 @@ static void on_head(void *ctx, int status, const struct http_head *head, const l
     /* No retry is possible once an answer came: the request head's buffer now holds the response's. */
     buf_reset(&ex->head);
     if (rewrite_response_head(&ex->head, head, &r) != 0) {
-        upstream_conn_abort(ex->conn);
-        ex->conn = NULL;
         fail(ex, 502, "qBittorrent's response head is too large");
         return;
     }
@@ -463,48 +479,35 @@ static void on_end(void *ctx)
         client_start_tunnel(ex->client);
         return;
     }
-    upstream_conn_release(ex->conn, ex->req_complete);
-    ex->conn = NULL;
-    client_exchange_done(ex->client, ex->keep_alive);
-    exchange_free(ex);
+    exchange_end(ex, END_DONE, 0, NULL);
 }
 
-static void on_error(void *ctx, int err, int got_response)
+static void on_error(void *ctx, const struct upstream_failure *f)
 {
     struct proxy_exchange *ex = ctx;
-    bool reused = ex->conn && upstream_conn_reused(ex->conn);
     ex->conn = NULL;
-    if (!ex->tunnel)
-        metrics.upstream_errors[err == UV_ETIMEDOUT ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_BROKEN]++;
     if (ex->tunnel) {
-        client_exchange_done(ex->client, 0);
-        exchange_free(ex);
+        exchange_end(ex, END_DONE, 0, NULL); /* a tunnel ends when either side closes */
         return;
     }
-    if (ex->sent_head) {
-        /* The client must not take a cut-off body for a whole one. */
-        if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
-            log_warn("qBittorrent broke off a response: %s", uv_strerror(err));
-        client_abort(ex->client);
-        exchange_free(ex);
-        return;
-    }
-    /*
-     * A pooled connection qBittorrent closed just before we used it: try once
-     * more on a new one. Not after a timeout: qBittorrent may be executing it.
-     */
-    if (reused && !got_response && err != UV_ETIMEDOUT && !ex->retried && replayable(ex)) {
+    metrics.upstream_errors[f->err == UV_ETIMEDOUT ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_BROKEN]++;
+    if (!ex->sent_head && upstream_may_retry(f, replayable(ex), ex->retried)) {
         ex->retried = true;
         if (connect_upstream(ex, 1) == 0)
             return;
     }
-    /* An invalid answer was logged, with what was wrong, where it was parsed. */
-    if (err != UV_EPROTO && log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
-        log_warn("request to qBittorrent failed: %s", uv_strerror(err));
-    fail(ex, err == UV_ETIMEDOUT ? 504 : 502,
-         err == UV_ETIMEDOUT ? "qBittorrent did not answer in time"
-         : err == UV_EPROTO  ? "qBittorrent sent an answer that cannot be passed on"
-                             : "qBittorrent closed the connection");
+    if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
+        log_warn("%s: %s",
+                 ex->sent_head ? "qBittorrent broke off a response" : "request to qBittorrent failed",
+                 f->reason);
+    if (ex->sent_head) {
+        exchange_end(ex, END_ABORT, 0, NULL); /* the client must not take a cut-off body for a whole one */
+        return;
+    }
+    fail(ex, f->err == UV_ETIMEDOUT ? 504 : 502,
+         f->err == UV_ETIMEDOUT ? "qBittorrent did not answer in time"
+         : f->err == UV_EPROTO  ? "qBittorrent sent an answer that cannot be passed on"
+                                : "qBittorrent closed the connection");
 }
 
 static void on_drain(void *ctx)
@@ -529,4 +532,14 @@ static const struct upstream_handler handler = {
     .on_error = on_error,
     .on_drain = on_drain,
     .on_tunnel = on_tunnel,
+};
+
+const struct exchange_ops proxy_ops = {
+    .begin = proxy_begin,
+    .chunk = proxy_chunk,
+    .body = proxy_body,
+    .end = proxy_end,
+    .tunnel = proxy_tunnel,
+    .drained = proxy_client_drained,
+    .gone = proxy_client_gone,
 };

@@ -334,14 +334,14 @@ static void finish(struct qbt *q, enum qbt_result result, int port, const char *
 
 /* ---- upstream events ---- */
 
-static void on_connect(void *ctx, int status)
+static void on_connect(void *ctx, const struct upstream_failure *f)
 {
     struct qbt *q = ctx;
-    if (status < 0) {
+    if (f) {
         char msg[512];
         snprintf(msg, sizeof msg, "cannot connect to qBittorrent at %s: %s", q->cfg->qbit.authority,
-                 uv_strerror(status));
-        finish(q, status == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
+                 f->reason);
+        finish(q, f->err == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
         return;
     }
     if (upstream_conn_local_addr(q->conn, q->local_addr, sizeof q->local_addr) != 0)
@@ -359,11 +359,11 @@ static void on_connect(void *ctx, int status)
     upstream_conn_request_done(q->conn);
 }
 
-static void on_head(void *ctx, int status, const struct http_head *head, const llhttp_t *parser)
+static void on_head(void *ctx, const struct upstream_response *r)
 {
-    (void)parser;
     struct qbt *q = ctx;
-    q->status = status;
+    const struct http_head *head = r->head;
+    q->status = r->status;
     /* The session cookie is the one qBittorrent sets at login, whatever it is called. */
     for (unsigned i = 0; i < head->count && !q->new_cookie[0]; i++) {
         if (http_header_is(head, i, "set-cookie")) {
@@ -462,28 +462,26 @@ static void on_end(void *ctx)
     finish(q, QBT_OK, q->prefs.listen_port, NULL);
 }
 
-static void on_error(void *ctx, int err, int got_response)
+static void on_error(void *ctx, const struct upstream_failure *f)
 {
     struct qbt *q = ctx;
-    bool reused = q->conn && upstream_conn_reused(q->conn);
     q->conn = NULL;
-    /* A pooled connection closed by qBittorrent just before use: every API request can be replayed. */
-    if (reused && !got_response && err != UV_ETIMEDOUT && !q->retried) {
+    /* Reading and setting a port can be repeated; a login cannot: a wrong password would count twice. */
+    if (upstream_may_retry(f, q->step != STEP_LOGIN, q->retried)) {
         q->retried = true;
         if (send_step(q, q->step) == 0)
             return;
     }
     char msg[512];
-    if (err == UV_ETIMEDOUT)
+    if (f->err == UV_ETIMEDOUT)
         /* The connection was made; the answer did not come (or not all of it) in time. */
         snprintf(msg, sizeof msg, "qBittorrent at %s did not answer within %u s (UPSTREAM_TIMEOUT)",
                  q->cfg->qbit.authority, q->cfg->upstream_timeout_ms / 1000);
-    else if (err == UV_EPROTO)
-        snprintf(msg, sizeof msg, "qBittorrent at %s sent an invalid response (the log says what was wrong)",
-                 q->cfg->qbit.authority);
+    else if (f->err == UV_EPROTO)
+        snprintf(msg, sizeof msg, "qBittorrent at %s sent %s", q->cfg->qbit.authority, f->reason);
     else
-        snprintf(msg, sizeof msg, "qBittorrent at %s: %s", q->cfg->qbit.authority, uv_strerror(err));
-    finish(q, err == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
+        snprintf(msg, sizeof msg, "qBittorrent at %s: %s", q->cfg->qbit.authority, f->reason);
+    finish(q, f->err == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
 }
 
 static const struct upstream_handler handler = {

@@ -8,8 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "rewrite.h"
-
 /* llhttp 8 is strict only when its sources and header are compiled so; llhttp 9 always is, unless
  * lenient flags are set (we set none). A lenient parser at the front door would let smuggling through. */
 #if LLHTTP_VERSION_MAJOR < 9 && !LLHTTP_STRICT_MODE
@@ -293,51 +291,26 @@ void request_reader_resume(struct request_reader *r)
     llhttp_resume(&r->parser);
 }
 
-/* ---- routing ---- */
+/* ---- what was read ---- */
 
-static bool url_path_is(const char *url, size_t len, const char *path)
+void request_describe(const struct request_reader *r, struct request *out)
 {
-    size_t plen = strlen(path);
-    return len >= plen && memcmp(url, path, plen) == 0 && (len == plen || url[plen] == '?');
-}
-
-enum route request_route(const struct request_reader *r, const struct route_context *ctx, char *why,
-                         size_t why_size)
-{
-    uint8_t method = r->parser.method;
-    size_t url_len;
-    const char *url = http_head_url(&r->head, &url_len);
-
-    /* Health probes come from the node or the kubelet, not from the allowed networks. */
-    if (url_path_is(url, url_len, "/healthz"))
-        return ROUTE_HEALTHZ;
-    if (url_path_is(url, url_len, "/readyz") && ctx->have_sync)
-        return ROUTE_READYZ;
-    if (!ctx->peer_allowed)
-        return ROUTE_DENIED;
-    /* Only origin-form targets ("/path"): no absolute URLs, no CONNECT, no "*". */
-    if (method == HTTP_CONNECT || url_len == 0 || url[0] != '/')
-        return ROUTE_BAD_TARGET;
-    if (url_path_is(url, url_len, "/sync") && ctx->have_sync)
-        return ROUTE_SYNC;
-    if (url_path_is(url, url_len, "/metrics"))
-        return ROUTE_METRICS;
-    if (rewrite_check_origin(&r->head, why, why_size) != 0)
-        return ROUTE_CROSS_ORIGIN;
-    if (!ctx->have_proxy)
-        return ROUTE_NO_UPSTREAM;
-    /* A Host name qBittorrent would refuse (DNS rebinding) does not reach it; our own endpoints are
-     * not qBittorrent's and are answered whatever the Host. */
-    size_t host_len = 0;
-    const char *host = http_head_find(&r->head, "host", &host_len);
-    switch (ctx->hosts ? hostcheck_allows(ctx->hosts, host, host_len, ctx->local, why, why_size)
-                       : HOSTCHECK_OK) {
-    case HOSTCHECK_REFUSED:
-        return ROUTE_BAD_HOST;
-    case HOSTCHECK_UNKNOWN:
-        return ROUTE_HOST_UNCHECKED;
-    case HOSTCHECK_OK:
-        break;
+    const llhttp_t *p = &r->parser;
+    out->method = p->method;
+    out->method_name = llhttp_method_name((llhttp_method_t)p->method);
+    out->target = http_head_url(&r->head, &out->target_len);
+    out->http_major = p->http_major;
+    out->http_minor = p->http_minor;
+    out->keep_alive = llhttp_should_keep_alive(p);
+    out->upgrade = p->upgrade;
+    out->content_length = 0;
+    if (p->flags & F_CHUNKED) {
+        out->framing = FRAMING_CHUNKED;
+    } else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0) {
+        out->framing = FRAMING_LENGTH;
+        out->content_length = p->content_length;
+    } else {
+        out->framing = FRAMING_NONE;
     }
-    return ROUTE_PROXY;
+    out->head = &r->head;
 }

@@ -3,9 +3,9 @@
  * checks llhttp does not make, or makes differently in 8.1 and 9, done beside
  * it (bare LF line ends, obsolete line folding and the true size of a head,
  * on the raw bytes; heads whose framing or Host a proxy must not guess at;
- * strict chunked framing), the capture of each head, and where a request
- * goes. Pure (no I/O, no event loop), so the server and the fuzzers run the
- * same code.
+ * strict chunked framing), the capture of each head, and its description
+ * (struct request). Pure (no I/O, no event loop), so the server and the
+ * fuzzers run the same code.
  */
 #ifndef QGS_REQUEST_H
 #define QGS_REQUEST_H
@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "hostcheck.h"
+#include "exchange.h"
 #include "http.h"
 
 /* The raw-byte scan of one request head; zeroed (or reset) before each head. */
@@ -105,34 +105,10 @@ enum llhttp_errno request_reader_execute(struct request_reader *r, const char *d
 /* Lets a paused reader go on. */
 void request_reader_resume(struct request_reader *r);
 
-/* Where a request goes, decided once its head is complete. */
-enum route {
-    ROUTE_PROXY,
-    ROUTE_HEALTHZ,
-    ROUTE_READYZ,
-    ROUTE_SYNC,
-    ROUTE_METRICS,
-    ROUTE_DENIED,
-    ROUTE_BAD_TARGET,
-    ROUTE_CROSS_ORIGIN,
-    ROUTE_BAD_HOST,       /* a Host name qBittorrent would refuse: 421 */
-    ROUTE_HOST_UNCHECKED, /* a Host name that cannot be checked yet: 503 */
-    ROUTE_NO_UPSTREAM,
-};
-
-/* What routing knows of the connection and the daemon. */
-struct route_context {
-    bool peer_allowed;             /* the peer is in ALLOWED_IPS */
-    bool have_sync, have_proxy;    /* the port sync (/sync, /readyz) and the proxy are configured */
-    const struct hostcheck *hosts; /* the Host names passed on; NULL checks none */
-    const struct sockaddr *local;  /* the address the connection came in on */
-};
-
 /*
- * Routes a complete head. For ROUTE_CROSS_ORIGIN, ROUTE_BAD_HOST and
- * ROUTE_HOST_UNCHECKED, why says what did not match.
+ * Describes the complete head the reader holds (the connection's fields of
+ * out are left alone); out points into the reader, valid until it reads on.
  */
-enum route request_route(const struct request_reader *r, const struct route_context *ctx, char *why,
-                         size_t why_size);
+void request_describe(const struct request_reader *r, struct request *out);
 
 #endif

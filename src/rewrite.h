@@ -18,13 +18,6 @@
 #include "http.h"
 #include "url.h"
 
-enum framing {
-    FRAMING_NONE,    /* no body (HEAD, 1xx, 204, 304): upstream's Content-Length passes as is */
-    FRAMING_LENGTH,  /* Content-Length: content_length */
-    FRAMING_CHUNKED, /* Transfer-Encoding: chunked */
-    FRAMING_CLOSE,   /* the body ends when the connection closes */
-};
-
 /*
  * Returns 0 when the request has no Origin or Referer, or when the one that
  * counts (Origin, else Referer) names the same host and port as its Host

@@ -1,4 +1,4 @@
-/* server.c - the listener and its client connections: parse, route, answer, bound, close. */
+/* server.c - the listener and its client connections: read, hand each request to the router, bound, close. */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -12,14 +12,12 @@
 
 #include "buf.h"
 #include "client.h"
+#include "exchange.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
-#include "proxy.h"
 #include "request.h"
-#include "rewrite.h"
 #include "stream.h"
-#include "sync.h"
 
 #define STASH_MAX (2 * 65536)
 #define RESPONSE_MAX 2048
@@ -40,18 +38,16 @@ struct client_conn {
     struct server *srv;
     struct client_conn *prev, *next;
     struct request_reader req;
-    struct buf stash;          /* received bytes held while the parser waits */
-    struct proxy_exchange *ex; /* the proxied exchange in progress, or NULL */
-    struct sync_waiter waiter; /* a /sync waiting for its reconcile */
-    bool sync_waiting;
+    struct buf stash;               /* received bytes held while the parser waits */
+    void *ex;                       /* the exchange serving the current request, or NULL */
+    const struct exchange_ops *ops; /* ... and its ops */
     enum conn_phase phase;
-    enum route route;
     int handles_open;
     bool closing;           /* closing its handles; freed in the last close callback */
     bool close_after_write; /* no more requests: shut down once the writes drain */
     bool shutting_down;
-    bool waiting;   /* the proxy holds the request until client_continue */
-    bool bp_paused; /* the proxy asked us to stop reading (its upstream is full) */
+    bool waiting;   /* the exchange holds the request until client_continue */
+    bool bp_paused; /* the exchange asked us to stop reading (its upstream is full) */
     bool in_feed;   /* inside llhttp_execute */
     bool eof;       /* the client closed its side */
     bool broken;    /* a write failed: closing from the loop */
@@ -63,8 +59,7 @@ struct client_conn {
 struct server {
     uv_loop_t *loop;
     const struct config *cfg;
-    struct proxy *proxy;
-    struct sync *sync;
+    struct router router;
     uv_tcp_t *listener;
     uv_timer_t deadline;
     struct client_conn *conns;
@@ -72,7 +67,7 @@ struct server {
     bool stopping, listener_closed, stopped;
     void (*on_stopped)(void *arg);
     void *stop_arg;
-    struct log_limiter deny_limit, client_error_limit;
+    struct log_limiter client_error_limit;
 };
 
 static void conn_close(struct client_conn *c);
@@ -128,8 +123,8 @@ static void on_written(void *ctx)
 static void on_drain(void *ctx)
 {
     struct client_conn *c = ctx;
-    if (c->ex)
-        proxy_client_drained(c->ex);
+    if (c->ex && c->ops->drained)
+        c->ops->drained(c->ex);
     update_reading(c);
 }
 
@@ -139,7 +134,7 @@ static void on_broken(uv_timer_t *t)
 }
 
 /*
- * A write failed. The proxy may be on the stack (its exchange must outlive
+ * A write failed. The exchange may be on the stack (it must outlive
  * this call), so the close happens from the loop, right after.
  */
 static void conn_break(struct client_conn *c, const char *why, int err)
@@ -259,13 +254,9 @@ static void conn_close_how(struct client_conn *c, bool reset)
         return;
     c->closing = true;
     if (c->ex) {
-        struct proxy_exchange *ex = c->ex;
+        void *ex = c->ex;
         c->ex = NULL;
-        proxy_client_gone(ex);
-    }
-    if (c->sync_waiting) {
-        c->sync_waiting = false;
-        sync_waiter_cancel(c->srv->sync, &c->waiter);
+        c->ops->gone(ex);
     }
     stream_close(&c->st, reset, on_stream_closed);
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
@@ -278,26 +269,8 @@ static void conn_close(struct client_conn *c)
 
 /* ---- responses ---- */
 
-/* One access-log line for a request the sidecar answered itself. */
-static void access_log(struct client_conn *c, int status, size_t bytes)
-{
-    size_t url_len;
-    const char *url = http_head_url(&c->req.head, &url_len);
-    char path[256], status_text[8], bytes_text[24];
-    snprintf(path, sizeof path, "%.*s", (int)(url_len < sizeof path ? url_len : sizeof path - 1), url);
-    snprintf(status_text, sizeof status_text, "%d", status);
-    snprintf(bytes_text, sizeof bytes_text, "%zu", bytes);
-    const char *kv[] = {
-        "client", c->peer,
-        "method", c->req.head_complete ? llhttp_method_name(llhttp_get_method(&c->req.parser)) : "-",
-        "path",   path,
-        "status", status_text,
-        "bytes",  bytes_text};
-    log_fields(LOG_INFO, "request", kv, sizeof kv / sizeof kv[0]);
-}
-
-static void respond_body(struct client_conn *c, int status, const char *content_type,
-                         const char *extra_headers, const char *body, size_t body_len, bool keep_alive)
+size_t client_respond(struct client_conn *c, int status, const char *content_type, const char *extra_headers,
+                      const char *body, size_t body_len, int keep_alive)
 {
     char head[RESPONSE_MAX];
     bool head_only = c->req.head_complete && llhttp_get_method(&c->req.parser) == HTTP_HEAD;
@@ -307,29 +280,16 @@ static void respond_body(struct client_conn *c, int status, const char *content_
                              !c->close_after_write);
     if (n < 0) {
         conn_close(c);
-        return;
+        return 0;
     }
     uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)body, (unsigned)body_len)};
     client_writev(c, bufs, head_only ? 1 : 2);
-    if (c->srv->cfg->access_log)
-        access_log(c, status, (size_t)n + (head_only ? 0 : body_len));
     conn_after_write(c);
-}
-
-static void respond_typed(struct client_conn *c, int status, const char *content_type,
-                          const char *extra_headers, const char *body, bool keep_alive)
-{
-    respond_body(c, status, content_type, extra_headers, body, strlen(body), keep_alive);
-}
-
-static void respond(struct client_conn *c, int status, const char *extra_headers, const char *body,
-                    bool keep_alive)
-{
-    respond_typed(c, status, NULL, extra_headers, body, keep_alive);
+    return (size_t)n + (head_only ? 0 : body_len);
 }
 
 /* Answers a request that cannot be parsed or served, and closes the connection after it. */
-static void conn_fail(struct client_conn *c, int status, const char *reason)
+static size_t answer_error(struct client_conn *c, int status, const char *reason)
 {
     if (log_limiter_allow(&c->srv->client_error_limit, uv_now(c->srv->loop))) {
         char msg[96];
@@ -341,10 +301,23 @@ static void conn_fail(struct client_conn *c, int status, const char *reason)
     snprintf(body, sizeof body, "%s\n", reason);
     /* Bounds the wait for a client that never reads the answer. */
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
-    respond(c, status, NULL, body, false);
+    return client_respond(c, status, NULL, NULL, body, strlen(body), false);
 }
 
-/* ---- the proxy's view of the connection (client.h) ---- */
+/* The server's own refusal of a request no exchange serves (cannot be read, too late, too many): the
+ * access log has it here. */
+static void conn_fail(struct client_conn *c, int status, const char *reason)
+{
+    size_t sent = answer_error(c, status, reason);
+    if (!c->srv->cfg->access_log)
+        return;
+    size_t url_len = 0;
+    const char *url = c->req.head_complete ? http_head_url(&c->req.head, &url_len) : "";
+    const char *method = c->req.head_complete ? llhttp_method_name(llhttp_get_method(&c->req.parser)) : "-";
+    log_access(c->peer, method, url, url_len, status, sent, 0, 0);
+}
+
+/* ---- the exchange's view of the connection (client.h) ---- */
 
 /* Takes the held bytes and parses them; the parser may hold a new remainder. */
 static void feed_stash(struct client_conn *c)
@@ -379,8 +352,8 @@ void client_start_tunnel(struct client_conn *c)
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
     struct buf held = c->stash;
     buf_init(&c->stash, held.limit);
-    if (held.len > 0 && c->ex)
-        proxy_tunnel(c->ex, held.data, held.len);
+    if (held.len > 0 && c->ex && c->ops->tunnel)
+        c->ops->tunnel(c->ex, held.data, held.len);
     buf_free(&held);
     update_reading(c);
 }
@@ -388,7 +361,6 @@ void client_start_tunnel(struct client_conn *c)
 void client_exchange_done(struct client_conn *c, int keep_alive)
 {
     c->ex = NULL;
-    c->sync_waiting = false;
     c->phase = PHASE_IDLE;
     c->bp_paused = false;
     if (!keep_alive || c->srv->stopping) {
@@ -403,150 +375,18 @@ void client_exchange_done(struct client_conn *c, int keep_alive)
     feed_stash(c);
 }
 
-void client_exchange_fail(struct client_conn *c, int status, const char *body)
+size_t client_exchange_fail(struct client_conn *c, int status, const char *body)
 {
     c->ex = NULL;
     c->bp_paused = false;
     c->waiting = false;
-    conn_fail(c, status, body);
+    return answer_error(c, status, body);
 }
 
 void client_abort(struct client_conn *c)
 {
     c->ex = NULL;
     conn_close_how(c, true);
-}
-
-/* ---- routing ---- */
-
-static enum route route_request(struct client_conn *c)
-{
-    struct server *srv = c->srv;
-    char why[256];
-    const struct route_context ctx = {
-        .peer_allowed = c->peer_allowed,
-        .have_sync = srv->sync != NULL,
-        .have_proxy = srv->proxy != NULL,
-        .hosts = srv->cfg->hosts,
-        .local = (const struct sockaddr *)&c->local,
-    };
-    enum route route = request_route(&c->req, &ctx, why, sizeof why);
-    if (route == ROUTE_DENIED) {
-        metrics.denied_requests++;
-        if (log_limiter_allow(&srv->deny_limit, uv_now(srv->loop))) {
-            /* What the client sent goes into fields, which the log escapes, never into the message. */
-            size_t url_len;
-            const char *url = http_head_url(&c->req.head, &url_len);
-            char msg[96], path[201];
-            snprintf(msg, sizeof msg, "denied %s (not in ALLOWED_IPS)", c->peer);
-            snprintf(path, sizeof path, "%.*s", (int)(url_len > 200 ? 200 : url_len), url);
-            const char *kv[] = {"method", llhttp_method_name(llhttp_get_method(&c->req.parser)), "path",
-                                path};
-            log_fields(LOG_WARN, msg, kv, 4);
-        }
-    } else if ((route == ROUTE_CROSS_ORIGIN || route == ROUTE_BAD_HOST || route == ROUTE_HOST_UNCHECKED) &&
-               log_limiter_allow(&srv->client_error_limit, uv_now(srv->loop))) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "client %s: %s", c->peer,
-                 route == ROUTE_CROSS_ORIGIN ? "cross-origin request refused"
-                 : route == ROUTE_BAD_HOST   ? "Host refused (DNS rebinding?)"
-                                             : "Host not checked yet");
-        const char *kv[] = {"detail", why};
-        log_fields(LOG_WARN, msg, kv, 2);
-    }
-    if (route == ROUTE_BAD_HOST)
-        metrics.misdirected_requests++;
-    return route;
-}
-
-/* Answers a request the sidecar serves itself. */
-static void respond_local(struct client_conn *c)
-{
-    bool keep_alive = llhttp_should_keep_alive(&c->req.parser) && !llhttp_get_upgrade(&c->req.parser);
-    uint8_t method = llhttp_get_method(&c->req.parser);
-    switch (c->route) {
-    case ROUTE_HEALTHZ:
-        if (method == HTTP_GET || method == HTTP_HEAD)
-            respond(c, 200, NULL, "ok\n", keep_alive);
-        else
-            respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
-        break;
-    case ROUTE_READYZ: {
-        char text[1200];
-        if (method != HTTP_GET && method != HTTP_HEAD) {
-            respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
-            break;
-        }
-        respond(c, sync_readiness(c->srv->sync, text, sizeof text), NULL, text, keep_alive);
-        break;
-    }
-    case ROUTE_METRICS: {
-        if (method != HTTP_GET && method != HTTP_HEAD) {
-            respond(c, 405, "Allow: GET, HEAD\r\n", "method not allowed; use GET or HEAD\n", keep_alive);
-            break;
-        }
-        struct buf text;
-        buf_init(&text, 256 * 1024);
-        if (metrics_render(&text) != 0)
-            respond(c, 500, NULL, "cannot render the metrics\n", keep_alive);
-        else
-            respond_body(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text.data, text.len,
-                         keep_alive);
-        buf_free(&text);
-        break;
-    }
-    case ROUTE_SYNC: {
-        char json[1024];
-        if (method != HTTP_GET && method != HTTP_POST) {
-            respond(c, 405, "Allow: GET, POST\r\n", "method not allowed; use GET or POST\n", keep_alive);
-            break;
-        }
-        int status = sync_request(c->srv->sync, &c->waiter, json, sizeof json);
-        if (status != 0) {
-            respond_typed(c, status, "application/json", NULL, json, keep_alive);
-            break;
-        }
-        c->sync_waiting = true; /* answered by on_sync_done */
-        break;
-    }
-    case ROUTE_DENIED:
-        respond(c, 403, NULL, "forbidden: your address is not in ALLOWED_IPS\n", keep_alive);
-        break;
-    case ROUTE_BAD_TARGET:
-        respond(c, 400, NULL, "bad request target: only /path targets are served\n", false);
-        break;
-    case ROUTE_CROSS_ORIGIN:
-        respond(c, 401, NULL, "cross-origin request refused: Origin or Referer does not match Host\n",
-                keep_alive);
-        break;
-    case ROUTE_BAD_HOST:
-        respond(c, 421, NULL,
-                "misdirected request: qBittorrent does not answer to this Host name (the sidecar's log says "
-                "why; see ALLOWED_HOSTS)\n",
-                keep_alive);
-        break;
-    case ROUTE_HOST_UNCHECKED:
-        respond(
-            c, 503, "Retry-After: 5\r\n",
-            "qBittorrent has not answered the sidecar yet, so this Host name cannot be checked against its "
-            "server domains; use the address itself, set ALLOWED_HOSTS, or try again\n",
-            keep_alive);
-        break;
-    case ROUTE_NO_UPSTREAM:
-    case ROUTE_PROXY:
-        respond(c, 502, NULL, "upstream not configured\n", keep_alive);
-        break;
-    }
-}
-
-/* The reconcile a /sync waited for has finished. */
-static void on_sync_done(struct sync_waiter *w, int status, const char *json)
-{
-    struct client_conn *c = (struct client_conn *)((char *)w - offsetof(struct client_conn, waiter));
-    bool keep_alive = llhttp_should_keep_alive(&c->req.parser);
-    c->sync_waiting = false;
-    respond_typed(c, status, "application/json", NULL, json, keep_alive);
-    client_exchange_done(c, keep_alive && !c->close_after_write);
 }
 
 /* ---- parsing ---- */
@@ -559,32 +399,21 @@ static int on_request_begin(struct request_reader *r)
     return 0;
 }
 
-static bool has_body(const llhttp_t *p)
-{
-    return (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-}
-
 static int on_request_head(struct request_reader *r)
 {
     struct client_conn *c = r->owner;
     c->phase = PHASE_BODY;
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
-    c->route = route_request(c);
-    /* A refusal need not wait for a body the client may not even send (Expect: 100-continue). */
-    if ((c->route == ROUTE_DENIED || c->route == ROUTE_CROSS_ORIGIN || c->route == ROUTE_BAD_TARGET ||
-         c->route == ROUTE_BAD_HOST || c->route == ROUTE_HOST_UNCHECKED) &&
-        has_body(&r->parser)) {
-        c->close_after_write = true;
-        respond_local(c);
-        return HPE_PAUSED;
-    }
-    if (c->route != ROUTE_PROXY)
-        return 0;
+    struct request req;
+    request_describe(r, &req);
+    req.peer = c->peer;
+    req.peer_allowed = c->peer_allowed;
+    req.local = (const struct sockaddr *)&c->local;
     bool wait = false;
-    c->ex = proxy_begin(c->srv->proxy, c, &r->parser, &r->head, &wait);
+    c->ex = c->srv->router.begin(c->srv->router.router_ctx, c, &req, &wait, &c->ops);
     if (!c->ex || wait) {
         c->waiting = wait;
-        return HPE_PAUSED; /* hold the body until qBittorrent is connected */
+        return HPE_PAUSED; /* answered already, or the body is held until qBittorrent is connected */
     }
     return 0;
 }
@@ -592,8 +421,8 @@ static int on_request_head(struct request_reader *r)
 static int on_request_chunk(struct request_reader *r)
 {
     struct client_conn *c = r->owner;
-    if (c->ex)
-        proxy_chunk(c->ex, r->parser.content_length);
+    if (c->ex && c->ops->chunk)
+        c->ops->chunk(c->ex, r->parser.content_length);
     return c->close_after_write || c->closing ? HPE_USER : 0;
 }
 
@@ -601,7 +430,7 @@ static int on_request_body(struct request_reader *r, const char *at, size_t len)
 {
     struct client_conn *c = r->owner;
     if (c->ex)
-        proxy_body(c->ex, at, len);
+        c->ops->body(c->ex, at, len);
     return c->close_after_write || c->closing ? HPE_USER : 0;
 }
 
@@ -609,19 +438,11 @@ static int on_request_complete(struct request_reader *r)
 {
     struct client_conn *c = r->owner;
     if (c->ex) {
+        /* The answer is bounded by whoever gives it (the upstream timeouts, a /sync's run); an exchange
+         * that answers at once makes the connection idle again in client_exchange_done. */
         c->phase = PHASE_WAIT;
-        uv_timer_stop(&c->timer); /* qBittorrent's answer is bounded by the upstream timeouts */
-        proxy_end(c->ex);
-    } else if (!c->close_after_write) {
-        respond_local(c);
-        if (c->sync_waiting) {
-            c->phase = PHASE_WAIT;
-            uv_timer_stop(&c->timer);
-            return HPE_PAUSED;
-        }
-        c->phase = PHASE_IDLE;
-        if (!c->closing && !c->close_after_write)
-            arm_timer(c, c->srv->cfg->idle_timeout_ms);
+        uv_timer_stop(&c->timer);
+        c->ops->end(c->ex);
     }
     /* Pause so the feeding loop decides whether to go on with pipelined bytes. */
     return HPE_PAUSED;
@@ -670,8 +491,8 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
     while ((len > 0 || first) && !c->close_after_write && !c->closing) {
         first = false;
         if (c->phase == PHASE_TUNNEL) {
-            if (c->ex && len > 0)
-                proxy_tunnel(c->ex, data, len);
+            if (c->ex && len > 0 && c->ops->tunnel)
+                c->ops->tunnel(c->ex, data, len);
             break;
         }
         size_t used;
@@ -681,7 +502,7 @@ static void conn_feed(struct client_conn *c, const char *data, size_t len)
         if (err == HPE_OK)
             continue;
         if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-            if (c->waiting || c->ex || c->sync_waiting) {
+            if (c->waiting || c->ex) {
                 stash(c, data, len); /* the body, pipelined requests or tunnel bytes: later */
                 break;
             }
@@ -781,7 +602,6 @@ static void on_connection(uv_stream_t *listener, int status)
     stream_init(&c->st, srv->loop, &stream_events, c);
     uv_timer_init(srv->loop, &c->timer);
     c->timer.data = c;
-    c->waiter.cb = on_sync_done;
     c->handles_open = 2;
     c->next = srv->conns;
     if (srv->conns)
@@ -851,17 +671,14 @@ static int listen_on(struct server *srv, const char *addr, bool dual_stack)
     return 0;
 }
 
-int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy, struct sync *sync,
-                 struct server **out)
+int server_start(uv_loop_t *loop, const struct config *cfg, const struct router *router, struct server **out)
 {
     struct server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return UV_ENOMEM;
     srv->loop = loop;
     srv->cfg = cfg;
-    srv->proxy = proxy;
-    srv->sync = sync;
-    srv->deny_limit = (struct log_limiter){.what = "denied requests", .window_ms = 10000, .burst = 5};
+    srv->router = *router;
     srv->client_error_limit = (struct log_limiter){.what = "client errors", .window_ms = 10000, .burst = 5};
     uv_timer_init(loop, &srv->deadline);
     srv->deadline.data = srv;
@@ -904,7 +721,6 @@ static void server_maybe_stopped(struct server *srv)
     if (!srv->stopping || !srv->listener_closed || srv->nconns > 0 || srv->stopped)
         return;
     srv->stopped = true;
-    log_limiter_flush(&srv->deny_limit);
     log_limiter_flush(&srv->client_error_limit);
     uv_close((uv_handle_t *)&srv->deadline, on_deadline_closed);
 }

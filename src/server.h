@@ -1,8 +1,9 @@
 /*
  * server.h - the front door: a TCP listener on LISTEN_ADDR:LISTEN_PORT whose
- * clients speak HTTP/1.1 (keep-alive, pipelining, HTTP/1.0). It answers
- * /healthz itself, refuses clients outside ALLOWED_IPS, and bounds every
- * client: head size, head and idle timeouts, connection count.
+ * clients speak HTTP/1.1 (keep-alive, pipelining, HTTP/1.0). It reads each
+ * request (request.h), hands it to the router it was started with
+ * (exchange.h), and bounds every client: head size, head and idle timeouts,
+ * connection count. It knows nothing of what serves the requests.
  */
 #ifndef QGS_SERVER_H
 #define QGS_SERVER_H
@@ -10,20 +11,17 @@
 #include <uv.h>
 
 #include "config.h"
-#include "proxy.h"
-#include "sync.h"
+#include "exchange.h"
 
 struct server;
 
 /*
- * Binds and starts listening; requests for qBittorrent go to proxy (NULL:
- * answered 502), /sync and /readyz to sync (NULL: proxied like any path).
- * The config, proxy and sync must outlive the server. Returns 0
- * and the server in *out, or a negative libuv error (already logged, naming
- * the address) when nothing could be bound.
+ * Binds and starts listening; every request head goes to router, which must
+ * outlive the server, as must the config. Returns 0 and the server in *out,
+ * or a negative libuv error (already logged, naming the address) when nothing
+ * could be bound.
  */
-int server_start(uv_loop_t *loop, const struct config *cfg, struct proxy *proxy, struct sync *sync,
-                 struct server **out);
+int server_start(uv_loop_t *loop, const struct config *cfg, const struct router *router, struct server **out);
 
 /*
  * Graceful stop: closes the listener at once, closes idle clients, lets

@@ -496,10 +496,11 @@ int sync_request(struct sync *s, struct sync_waiter *w, char *json, size_t jsonl
     if (s->waiters)
         s->waiters->prev = w;
     s->waiters = w;
+    /* The run starts from the loop: one that fails at once must not answer w before this returns. */
     if (s->running)
         s->again = true;
     else
-        run(s);
+        uv_timer_start(&s->next, on_next_timer, 0, 0);
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #include "upstream.h"
 
 #include <arpa/inet.h>
+#include <llhttp.h>
 #include <errno.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -10,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "metrics.h"
 #include "stream.h"
 
 #define MAX_ADDRS 8
@@ -46,6 +45,7 @@ struct upstream_conn {
     bool no_body, request_done, paused, not_reusable, interim, upgrade_asked;
     uint64_t deadline;   /* loop time the exchange must be over by, 0 for none */
     const char *invalid; /* what a parser callback found wrong with the response, or NULL */
+    char reason[192];    /* why the exchange failed, for the owner (upstream_failure.reason) */
 };
 
 struct upstream {
@@ -59,7 +59,7 @@ struct upstream {
     uv_getaddrinfo_t gai_req;
     struct upstream_conn *waiting; /* connections waiting for the resolver */
     struct upstream_conn *idle;    /* the pool, most recently used first */
-    unsigned nidle;
+    unsigned nidle, nactive;
     llhttp_settings_t settings;
 };
 
@@ -91,41 +91,60 @@ static void list_remove(struct upstream_conn **head, struct upstream_conn *c)
     c->prev = c->next = NULL;
 }
 
-static void addr_name(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-    if (ss->ss_family == AF_INET6) {
-        char a[INET6_ADDRSTRLEN];
-        uv_ip6_name((const struct sockaddr_in6 *)ss, a, sizeof a);
-        snprintf(buf, len, "[%s]:%u", a, ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
-    } else {
-        char a[INET_ADDRSTRLEN];
-        uv_ip4_name((const struct sockaddr_in *)ss, a, sizeof a);
-        snprintf(buf, len, "%s:%u", a, ntohs(((const struct sockaddr_in *)ss)->sin_port));
-    }
-}
-
-/* Ends the exchange with an error: the owner hears of it once, then the connection goes. */
-static void conn_fail(struct upstream_conn *c, int err)
+/*
+ * Ends the exchange with an error: the owner hears of it once, with why (reason NULL: err's own
+ * words), then the connection goes. Nothing here logs or counts: the owner decides what it means.
+ */
+static void conn_fail(struct upstream_conn *c, int err, const char *reason)
 {
     if (c->state == UC_CLOSING)
         return;
     bool connecting = c->state == UC_RESOLVING || c->state == UC_CONNECTING || c->state == UC_RETRYING;
+    if (reason != c->reason)
+        snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : uv_strerror(err));
+    const struct upstream_failure f = {
+        .err = err, .reason = c->reason, .got_response = c->got_response, .reused = c->reused};
     const struct upstream_handler *h = c->h;
     c->h = NULL;
     conn_destroy(c, true);
     if (h && connecting && h->on_connect)
-        h->on_connect(c->ctx, err);
+        h->on_connect(c->ctx, &f);
     else if (h && h->on_error)
-        h->on_error(c->ctx, err, c->got_response);
+        h->on_error(c->ctx, &f);
 }
 
 static void on_timer(uv_timer_t *t)
 {
     struct upstream_conn *c = t->data;
-    if (c->state == UC_IDLE)
+    if (c->state == UC_IDLE) {
         conn_destroy(c, false);
-    else
-        conn_fail(c, UV_ETIMEDOUT);
+        return;
+    }
+    const struct upstream_options *o = &c->up->opt;
+    if (c->deadline && uv_now(c->up->loop) >= c->deadline)
+        conn_fail(c, UV_ETIMEDOUT, "the exchange ran out of time");
+    else if (c->state == UC_RESOLVING)
+        conn_fail(c, UV_ETIMEDOUT, "resolving the host took too long");
+    else if (c->request_done && !c->head_done) {
+        snprintf(c->reason, sizeof c->reason, "no response within %u s", o->response_timeout_ms / 1000);
+        conn_fail(c, UV_ETIMEDOUT, c->reason);
+    } else {
+        snprintf(c->reason, sizeof c->reason, "no progress for %u s", o->io_timeout_ms / 1000);
+        conn_fail(c, UV_ETIMEDOUT, c->reason);
+    }
+}
+
+bool upstream_may_retry(const struct upstream_failure *f, bool safe_to_repeat, bool retried)
+{
+    /* A pooled connection the server closed just before we used it: the request may never have
+     * reached it. Not after a timeout (it may be executing the request), not twice. */
+    return f->reused && !f->got_response && f->err != UV_ETIMEDOUT && safe_to_repeat && !retried;
+}
+
+void upstream_counts(const struct upstream *up, unsigned *active, unsigned *idle)
+{
+    *active = up->nactive;
+    *idle = up->nidle;
 }
 
 /* Shortens a wait of ms to what is left before the exchange's deadline, if it has one. */
@@ -184,9 +203,8 @@ static void conn_destroy(struct upstream_conn *c, bool reset)
     if (c->state == UC_IDLE) {
         list_remove(&c->up->idle, c);
         c->up->nidle--;
-        metrics.upstream_connections_idle--;
     } else {
-        metrics.upstream_connections_active--;
+        c->up->nactive--;
         if (c->state == UC_RESOLVING)
             list_remove(&c->up->waiting, c);
     }
@@ -259,8 +277,19 @@ static int on_headers_complete(llhttp_t *p)
     if (status == 101)
         c->tunnel = true;
     arm_timer(c);
-    if (c->h && c->h->on_head)
-        c->h->on_head(c->ctx, status, &c->head, p);
+    if (c->h && c->h->on_head) {
+        struct upstream_response r = {.status = status, .head = &c->head};
+        if (c->no_body || status == 204 || status == 304 || status == 101)
+            r.framing = FRAMING_NONE;
+        else if (p->flags & F_CHUNKED)
+            r.framing = FRAMING_CHUNKED;
+        else if (p->flags & F_CONTENT_LENGTH) {
+            r.framing = FRAMING_LENGTH;
+            r.content_length = p->content_length;
+        } else
+            r.framing = FRAMING_CLOSE;
+        c->h->on_head(c->ctx, &r);
+    }
     if (c->state == UC_CLOSING || !c->h)
         return HPE_USER;
     /* 204 and 304 never have a body, whatever Content-Length says (llhttp would wait for it). */
@@ -324,9 +353,9 @@ static void conn_parse(struct upstream_conn *c, const char *data, size_t len)
         return;
     }
     if (err != HPE_OK) {
-        log_warn("qBittorrent sent an invalid response: %s",
+        snprintf(c->reason, sizeof c->reason, "an invalid response: %s",
                  c->invalid ? c->invalid : parse_error_reason(&c->parser, data));
-        conn_fail(c, UV_EPROTO);
+        conn_fail(c, UV_EPROTO, c->reason);
     }
 }
 
@@ -381,14 +410,17 @@ static void on_end(void *ctx, int err)
         c->not_reusable = true;
         return;
     }
-    conn_fail(c, err);
+    conn_fail(c, err,
+              err == UV_EOF ? (c->got_response ? "the connection closed mid-response"
+                                               : "the connection closed before any response")
+                            : NULL);
 }
 
 /* ---- writing ---- */
 
 static void on_write_error(void *ctx, int err)
 {
-    conn_fail(ctx, err);
+    conn_fail(ctx, err, NULL);
 }
 
 static void on_written(void *ctx)
@@ -472,11 +504,6 @@ void upstream_conn_pause(struct upstream_conn *c, int paused)
         arm_timer(c);
 }
 
-int upstream_conn_reused(const struct upstream_conn *c)
-{
-    return c->reused;
-}
-
 int upstream_conn_local_addr(const struct upstream_conn *c, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
@@ -506,7 +533,7 @@ static void became_ready(struct upstream_conn *c)
 {
     const struct upstream_handler *h = c->h;
     if (h && h->on_connect)
-        h->on_connect(c->ctx, 0);
+        h->on_connect(c->ctx, NULL);
 }
 
 int upstream_conn_take_ready(struct upstream_conn *c)
@@ -532,9 +559,7 @@ static void on_connected(uv_connect_t *req, int status)
     struct upstream *up = c->up;
     unsigned idx = (c->first + c->attempt) % up->naddrs;
     if (status < 0) {
-        char name[64];
-        addr_name(&up->addrs[idx], name, sizeof name);
-        log_debug("qBittorrent at %s: %s", name, uv_strerror(status));
+        snprintf(c->reason, sizeof c->reason, "%s", uv_strerror(status));
         c->last_error = status;
         c->attempt++;
         c->state = UC_RETRYING;
@@ -554,6 +579,8 @@ static void on_connected(uv_connect_t *req, int status)
 static void on_attempt_timeout(uv_timer_t *t)
 {
     struct upstream_conn *c = t->data;
+    snprintf(c->reason, sizeof c->reason, "no answer to the connect within %u s",
+             c->up->opt.connect_timeout_ms / 1000);
     c->last_error = UV_ETIMEDOUT;
     c->attempt++;
     /* Closing cancels the connect; on_connected sees the state and the close callback moves on. */
@@ -579,19 +606,20 @@ static void start_attempt(struct upstream_conn *c)
 {
     struct upstream *up = c->up;
     if (c->deadline && uv_now(up->loop) >= c->deadline) {
-        conn_fail(c, UV_ETIMEDOUT);
+        conn_fail(c, UV_ETIMEDOUT, "the exchange ran out of time while connecting");
         return;
     }
     if (c->attempt >= up->naddrs) {
         if (!up->literal)
             up->naddrs = 0; /* resolve again next time: the address may have moved */
-        conn_fail(c, c->last_error ? c->last_error : UV_ECONNREFUSED);
+        /* The reason is the last address's: with several, each was tried in turn. */
+        conn_fail(c, c->last_error ? c->last_error : UV_ECONNREFUSED, c->reason[0] ? c->reason : NULL);
         return;
     }
     unsigned idx = (c->first + c->attempt) % up->naddrs;
     int rc = stream_init(&c->st, up->loop, &stream_events, c);
     if (rc < 0) {
-        conn_fail(c, rc);
+        conn_fail(c, rc, NULL);
         return;
     }
     c->st_open = true;
@@ -600,6 +628,7 @@ static void start_attempt(struct upstream_conn *c)
     rc =
         uv_tcp_connect(&c->connect_req, stream_tcp(&c->st), (struct sockaddr *)&up->addrs[idx], on_connected);
     if (rc < 0) {
+        snprintf(c->reason, sizeof c->reason, "%s", uv_strerror(rc));
         c->last_error = rc;
         c->attempt++;
         c->state = UC_RETRYING;
@@ -624,14 +653,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             status = UV_EAI_NODATA;
     }
     uv_freeaddrinfo(res);
-    if (status != 0 && status != UV_ECANCELED)
-        log_warn("cannot resolve qBittorrent's host \"%s\": %s", up->url->host, uv_strerror(status));
+    char why[320];
+    snprintf(why, sizeof why, "cannot resolve \"%s\": %s", up->url->host, uv_strerror(status));
     while (up->waiting) {
         struct upstream_conn *c = up->waiting;
         list_remove(&up->waiting, c);
         if (status != 0) {
             c->state = UC_CONNECTING; /* so conn_fail does not look for it in the queue */
-            conn_fail(c, status);
+            conn_fail(c, status, why);
         } else {
             c->state = UC_CONNECTING;
             c->first = up->preferred;
@@ -681,8 +710,7 @@ struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const st
         c = up->idle;
         list_remove(&up->idle, c);
         up->nidle--;
-        metrics.upstream_connections_idle--;
-        metrics.upstream_connections_active++;
+        up->nactive++;
         c->state = UC_ACTIVE;
         c->h = h;
         c->ctx = ctx;
@@ -695,7 +723,7 @@ struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const st
     c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    metrics.upstream_connections_active++;
+    up->nactive++;
     c->up = up;
     c->h = h;
     c->ctx = ctx;
@@ -736,8 +764,7 @@ void upstream_conn_release(struct upstream_conn *c, int reusable)
     c->state = UC_IDLE;
     list_push(&up->idle, c);
     up->nidle++;
-    metrics.upstream_connections_active--;
-    metrics.upstream_connections_idle++;
+    up->nactive--;
     if (c->paused) {
         c->paused = false;
         stream_read(&c->st, true);

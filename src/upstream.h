@@ -10,34 +10,64 @@
  * events through a handler. The owner writes the request, receives the
  * response, then either releases the connection (back to the pool when it
  * can be reused) or aborts it. After on_error, release or abort, no callback
- * of that connection runs again and the owner must forget it.
+ * of that connection runs again and the owner must forget it. Failures come
+ * with their reason (struct upstream_failure); this module logs nothing and
+ * counts nothing itself.
  */
 #ifndef QGS_UPSTREAM_H
 #define QGS_UPSTREAM_H
 
-#include <llhttp.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "http.h"
+#include "stream.h"
 #include "url.h"
 
 struct upstream;
 struct upstream_conn;
 
+/* A response head as parsed: what owners need of it besides its fields. */
+struct upstream_response {
+    int status;
+    enum framing framing;    /* as the response delimits its body (FRAMING_NONE after a HEAD) */
+    uint64_t content_length; /* with FRAMING_LENGTH */
+    const struct http_head *head;
+};
+
+/*
+ * Why an exchange failed. upstream.c neither logs nor counts: the owner
+ * decides what it means (and says it in its own words, with reason).
+ */
+struct upstream_failure {
+    int err; /* a libuv error: UV_ETIMEDOUT a timeout, UV_EPROTO an invalid response */
+    const char
+        *reason; /* what happened, naming no application ("connection refused", "no response within 60 s") */
+    bool got_response; /* some of the response had arrived */
+    bool reused;       /* the connection came from the pool */
+};
+
+/*
+ * The one rule for sending a request again on a new connection: the failure
+ * left it possible that the server never got it (a pooled connection that
+ * broke before any answer, not by a timeout), it is safe to repeat, and it
+ * was not retried before.
+ */
+bool upstream_may_retry(const struct upstream_failure *f, bool safe_to_repeat, bool retried);
+
 struct upstream_handler {
-    /* The connection is ready for the request (status 0), or none could be made
-     * (status < 0, UV_ETIMEDOUT for a timeout; the connection is gone). */
-    void (*on_connect)(void *ctx, int status);
+    /* The connection is ready for the request (f NULL), or none could be made (the connection is gone). */
+    void (*on_connect)(void *ctx, const struct upstream_failure *f);
     /* The response head arrived (interim 1xx other than 101 are skipped). */
-    void (*on_head)(void *ctx, int status, const struct http_head *head, const llhttp_t *parser);
+    void (*on_head)(void *ctx, const struct upstream_response *r);
     /* A piece of the response body, already de-chunked. */
     void (*on_body)(void *ctx, const char *data, size_t len);
     /* The response is complete; the owner still holds the connection. */
     void (*on_end)(void *ctx);
-    /* The connection broke or timed out; got_response tells whether any
-     * response byte had arrived. The connection is gone. */
-    void (*on_error)(void *ctx, int err, int got_response);
+    /* The connection broke, timed out or brought an invalid response. The connection is gone. */
+    void (*on_error)(void *ctx, const struct upstream_failure *f);
     /* The write queue went back under UPSTREAM_WRITE_HIGH after being over it. */
     void (*on_drain)(void *ctx);
     /* After a 101 response: raw bytes from the other side of the tunnel. */
@@ -45,7 +75,7 @@ struct upstream_handler {
 };
 
 /* Owners stop feeding a connection whose write queue is over this. */
-#define UPSTREAM_WRITE_HIGH (256 * 1024)
+#define UPSTREAM_WRITE_HIGH STREAM_WRITE_HIGH
 
 struct upstream_options {
     unsigned connect_timeout_ms;  /* per address tried */
@@ -78,9 +108,6 @@ struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const st
  * not be called. Returns 1 when it did, 0 for a connection still connecting.
  */
 int upstream_conn_take_ready(struct upstream_conn *c);
-
-/* Returns 1 when the connection came from the pool (it may have been closed by the peer meanwhile). */
-int upstream_conn_reused(const struct upstream_conn *c);
 
 /*
  * Tells the parser that the response will have no body (the request was HEAD).
@@ -118,6 +145,9 @@ void upstream_conn_release(struct upstream_conn *c, int reusable);
 
 /* Closes the connection now (with a reset); no callback follows. */
 void upstream_conn_abort(struct upstream_conn *c);
+
+/* The connections open now: carrying an exchange, and idle in the pool. */
+void upstream_counts(const struct upstream *up, unsigned *active, unsigned *idle);
 
 /* Writes the local address of the connection ("127.0.0.1") into buf; returns 0 or a libuv error. */
 int upstream_conn_local_addr(const struct upstream_conn *c, char *buf, size_t len);

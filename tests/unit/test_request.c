@@ -1,17 +1,17 @@
-/* test_request.c - unit tests for request.c: the request reader's checks and the routing. */
+/* test_request.c - unit tests for request.c (the request reader's checks, what it describes) and for
+ * endpoints_route_of (where a described request goes). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <stdio.h>
 #include <string.h>
 
+#include "endpoints.h"
 #include "request.h"
+#include "unit_addr.h"
 
 #define HEAD_LIMIT 1024
 
@@ -369,11 +369,14 @@ static void test_routes(void **state)
             assert_int_equal(hostcheck_parse("", &hosts, why, sizeof why), 0);
             hostcheck_set_qbt(hosts, true, rc->domains);
         }
-        struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(9090)};
-        inet_pton(AF_INET, "127.0.0.1", &local.sin_addr);
-        const struct route_context ctx = {rc->allowed, rc->have_sync, rc->have_proxy, hosts,
-                                          (const struct sockaddr *)&local};
-        enum route route = request_route(&r, &ctx, why, sizeof why);
+        struct sockaddr_storage local;
+        struct request req;
+        request_describe(&r, &req);
+        req.peer = "127.0.0.1";
+        req.peer_allowed = rc->allowed;
+        req.local = unit_sockaddr("127.0.0.1", 9090, &local);
+        const struct route_context ctx = {rc->have_sync, rc->have_proxy, hosts};
+        enum route route = endpoints_route_of(&req, &ctx, why, sizeof why);
         if (route != rc->route)
             fail_msg("case %zu (%.30s): route %d, want %d", i, rc->data, route, rc->route);
         if (route == ROUTE_CROSS_ORIGIN || route == ROUTE_BAD_HOST || route == ROUTE_HOST_UNCHECKED)
