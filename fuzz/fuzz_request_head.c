@@ -79,6 +79,7 @@ struct client {
     bool held;       /* paused at a head now */
     bool collect;
     struct buf pending; /* a collected request's head, waiting for its body's length */
+    struct buf stash;   /* bytes held while a head is held */
     uint64_t body_len;
     unsigned messages;
     struct buf transcript; /* what the upstream would get, and why requests were refused */
@@ -482,39 +483,64 @@ static const struct request_events events = {
     .on_complete = on_complete,
 };
 
-/* Feeds one read as server.c's conn_feed does. */
+/* server.c's request_feed, for this client: held heads keep the rest, as a waiting exchange does. */
+static bool feed_done(void *owner)
+{
+    return ((struct client *)owner)->stop;
+}
+
+static bool feed_busy(void *owner)
+{
+    return ((struct client *)owner)->held;
+}
+
+static void feed_hold(void *owner, const char *data, size_t len)
+{
+    struct client *c = owner;
+    FUZZ_CHECK(buf_append(&c->stash, data, len) == 0, "more held than two reads");
+}
+
+static void feed_upgraded(void *owner)
+{
+    struct client *c = owner;
+    if (!c->stop)
+        note(c, "upgrade");
+    c->stop = true;
+}
+
+static void feed_refused(void *owner, int status, const char *reason)
+{
+    struct client *c = owner;
+    /* Which check refuses first may depend on the pieces (llhttp's token check or our header cap,
+     * say); that a request is refused, and where, may not. */
+    FUZZ_CHECK(c->req.status == status && c->req.reason && reason, "a request refused without its status");
+    note(c, "refused");
+    c->stop = true;
+}
+
+static const struct request_feed feed_events = {
+    .done = feed_done,
+    .busy = feed_busy,
+    .hold = feed_hold,
+    .upgraded = feed_upgraded,
+    .refused = feed_refused,
+};
+
+/*
+ * Feeds one read through the server's own feed loop; a head held (as until qBittorrent is
+ * connected) is released at once, as client_continue does: resumed, and what was held parsed,
+ * even when nothing was.
+ */
 static void feed(struct client *c, const char *data, size_t len)
 {
-    bool again = false;
-    while ((len > 0 || again) && !c->stop) {
-        again = false;
-        size_t used;
-        enum llhttp_errno err = request_reader_execute(&c->req, data, len, &used);
-        data += used;
-        len -= used;
-        if (err == HPE_OK)
-            continue;
-        if (err == HPE_PAUSED) {
-            request_reader_resume(&c->req);
-            /* Released as server.c's feed_stash does: parsed once more, with nothing held if need be. */
-            if (c->held) {
-                c->held = false;
-                again = true;
-            }
-            continue;
-        }
-        if (err == HPE_PAUSED_UPGRADE) {
-            if (!c->stop)
-                note(c, "upgrade");
-            c->stop = true;
-            break;
-        }
-        /* Which check refuses first may depend on the pieces (llhttp's token check or our header
-         * cap, say); that a request is refused, and where, may not. */
-        FUZZ_CHECK(c->stop || c->req.status != 0, "a request refused without a status");
-        if (!c->stop)
-            note(c, "refused");
-        c->stop = true;
+    request_reader_feed(&c->req, data, len, &feed_events, c);
+    while (c->held && !c->stop) {
+        c->held = false;
+        request_reader_resume(&c->req);
+        struct buf held = c->stash;
+        buf_init(&c->stash, held.limit);
+        request_reader_feed(&c->req, held.data ? held.data : "", held.len, &feed_events, c);
+        buf_free(&held);
     }
 }
 
@@ -557,6 +583,7 @@ static void client_init(struct client *c, size_t size, uint64_t h)
     c->client_addr = client_addrs[(h >> 8) % 2];
     c->hold_heads = (h >> 9) & 1;
     buf_init(&c->pending, 2 * 1024 * 1024);
+    buf_init(&c->stash, 4 * 1024 * 1024);
     buf_init(&c->transcript, 64 * 1024 * 1024);
 }
 
@@ -564,6 +591,7 @@ static void client_free(struct client *c)
 {
     request_reader_free(&c->req);
     buf_free(&c->pending);
+    buf_free(&c->stash);
     buf_free(&c->transcript);
 }
 

@@ -291,6 +291,36 @@ void request_reader_resume(struct request_reader *r)
     llhttp_resume(&r->parser);
 }
 
+void request_reader_feed(struct request_reader *r, const char *data, size_t len, const struct request_feed *f,
+                         void *owner)
+{
+    bool first = true;
+    while ((len > 0 || first) && !f->done(owner)) {
+        first = false;
+        size_t used;
+        enum llhttp_errno err = request_reader_execute(r, data, len, &used);
+        data += used;
+        len -= used;
+        if (err == HPE_OK)
+            continue;
+        if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+            if (f->busy(owner)) {
+                f->hold(owner, data, len); /* the body, pipelined requests or tunnel bytes: later */
+                return;
+            }
+            if (err == HPE_PAUSED_UPGRADE) {
+                f->upgraded(owner);
+                return;
+            }
+            request_reader_resume(r);
+            continue;
+        }
+        if (!f->done(owner)) /* else an event already answered */
+            f->refused(owner, r->status ? r->status : 400, r->reason ? r->reason : "bad request");
+        return;
+    }
+}
+
 /* ---- what was read ---- */
 
 void request_describe(const struct request_reader *r, struct request *out)

@@ -105,6 +105,29 @@ enum llhttp_errno request_reader_execute(struct request_reader *r, const char *d
 /* Lets a paused reader go on. */
 void request_reader_resume(struct request_reader *r);
 
+/* What the feed loop asks of the reader's owner (server.c, and the request-head fuzzer). */
+struct request_feed {
+    /* True once the owner reads no more requests here (it answered with a close, or is closing). */
+    bool (*done)(void *owner);
+    /* True while the request in progress holds the connection: later bytes wait (hold). */
+    bool (*busy)(void *owner);
+    /* Keeps bytes the reader cannot take yet (the rest of a body, pipelined requests, tunnel bytes). */
+    void (*hold)(void *owner, const char *data, size_t len);
+    /* An upgrade request was answered as a plain one: the connection cannot carry on as HTTP. */
+    void (*upgraded)(void *owner);
+    /* A request was refused: status and reason for the answer (the connection closes after it). */
+    void (*refused)(void *owner, int status, const char *reason);
+};
+
+/*
+ * The one feed loop of a connection: parses data request by request,
+ * resuming after each, until it is used up, the owner is busy (the rest is
+ * held) or done, an upgrade ends HTTP, or a request is refused. With len 0
+ * it parses once anyway (a request paused at its head completes then).
+ */
+void request_reader_feed(struct request_reader *r, const char *data, size_t len, const struct request_feed *f,
+                         void *owner);
+
 /*
  * Describes the complete head the reader holds (the connection's fields of
  * out are left alone); out points into the reader, valid until it reads on.

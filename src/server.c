@@ -484,42 +484,52 @@ static void stash(struct client_conn *c, const char *data, size_t len)
         conn_fail(c, 400, "too much data sent ahead of the response");
 }
 
+static bool feed_done(void *owner)
+{
+    struct client_conn *c = owner;
+    return c->close_after_write || c->closing;
+}
+
+static bool feed_busy(void *owner)
+{
+    struct client_conn *c = owner;
+    return c->waiting || c->ex;
+}
+
+static void feed_hold(void *owner, const char *data, size_t len)
+{
+    stash(owner, data, len);
+}
+
+static void feed_upgraded(void *owner)
+{
+    struct client_conn *c = owner;
+    c->close_after_write = true; /* answered as a plain request; the connection cannot carry on as HTTP */
+    conn_after_write(c);
+}
+
+static void feed_refused(void *owner, int status, const char *reason)
+{
+    conn_fail(owner, status, reason);
+}
+
+static const struct request_feed feed_events = {
+    .done = feed_done,
+    .busy = feed_busy,
+    .hold = feed_hold,
+    .upgraded = feed_upgraded,
+    .refused = feed_refused,
+};
+
 static void conn_feed(struct client_conn *c, const char *data, size_t len)
 {
-    c->in_feed = true;
-    bool first = true;
-    while ((len > 0 || first) && !c->close_after_write && !c->closing) {
-        first = false;
-        if (c->phase == PHASE_TUNNEL) {
-            if (c->ex && len > 0 && c->ops->tunnel)
-                c->ops->tunnel(c->ex, data, len);
-            break;
-        }
-        size_t used;
-        enum llhttp_errno err = request_reader_execute(&c->req, data, len, &used);
-        data += used;
-        len -= used;
-        if (err == HPE_OK)
-            continue;
-        if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-            if (c->waiting || c->ex) {
-                stash(c, data, len); /* the body, pipelined requests or tunnel bytes: later */
-                break;
-            }
-            if (err == HPE_PAUSED_UPGRADE) {
-                /* Answered as a plain request; the connection cannot carry on as HTTP. */
-                c->close_after_write = true;
-                conn_after_write(c);
-                break;
-            }
-            request_reader_resume(&c->req);
-            continue;
-        }
-        if (c->close_after_write || c->closing)
-            break; /* a callback already answered */
-        conn_fail(c, c->req.status ? c->req.status : 400, c->req.reason ? c->req.reason : "bad request");
-        break;
+    if (c->phase == PHASE_TUNNEL) {
+        if (c->ex && len > 0 && c->ops->tunnel)
+            c->ops->tunnel(c->ex, data, len);
+        return;
     }
+    c->in_feed = true;
+    request_reader_feed(&c->req, data, len, &feed_events, c);
     c->in_feed = false;
 }
 

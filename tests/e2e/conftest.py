@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import qbt_builds
+# The rigs' asserts report values: rewritten like the tests', so registered before any imports them.
+pytest.register_assert_rewrite("qbt_rig", "proxy_rig", "recording_upstream", "netns_rig", "prom_exposition")
+
+import qbt_builds  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "build" / "release" / "qbit-gluetun-sync"
@@ -70,7 +73,8 @@ def base_env(**extra):
 
 
 def wait_until(predicate, timeout, interval=0.02, message=None):
-    """Polls predicate until it returns a true value (returned), or fails after timeout seconds."""
+    """Polls predicate until it returns a true value (returned), or fails after timeout seconds with
+    message (a string, or a callable that makes one then, to show the state at the time)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -115,16 +119,26 @@ def port_file(tmp_path, port=None, name="gluetun"):
     return path
 
 
+_handed_out = set()
+
+
 def free_port():
-    """A TCP port free on all local addresses at the time of the call (bound, read, closed)."""
-    if has_ipv6_loopback():
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            s.bind(("::", 0))
-            return s.getsockname()[1]
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on every local address (IPv4 and IPv6 where there is IPv6) at the time of the
+    call, and never handed out before in this run: two servers a test starts cannot get the same."""
+    for _ in range(100):
+        if has_ipv6_loopback():
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                s.bind(("::", 0))
+                port = s.getsockname()[1]
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found")
 
 
 def family_of(host):
@@ -335,8 +349,23 @@ class Daemon:
     def pid(self):
         return self.proc.pid
 
+    @property
+    def stopped(self):
+        return self.stopped_by_test
+
+    @property
+    def base_url(self):
+        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
+
+    @property
+    def origin(self):
+        return self.base_url
+
     def log(self):
-        return self.log_path.read_bytes().decode("utf-8", "replace")
+        try:
+            return self.log_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
 
     def stdout(self):
         return self.out_path.read_bytes().decode("utf-8", "replace")
@@ -357,6 +386,12 @@ class Daemon:
         if killed:
             pytest.fail(f"daemon pid {self.pid} ignored SIGTERM for {timeout} s; log:\n{self.log()}")
         return rc, elapsed
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM by PID; fails unless it exits 0 within timeout (SIGKILL as a last resort)."""
+        rc, _ = self.terminate(timeout)
+        assert rc == 0, f"daemon pid {self.pid} exited {rc} on SIGTERM; log:\n{self.log()}"
+        return rc
 
     def stop_by_pid(self, timeout):
         """SIGTERM by PID, then SIGKILL after timeout; returns (status, seconds, killed)."""
@@ -396,49 +431,50 @@ def run_cli(qgs_bin):
     return run
 
 
-@pytest.fixture
-def daemon(qgs_bin, tmp_path):
-    """A factory: daemon(**env) starts the daemon and waits until its port accepts.
+def start_daemon(qgs_bin, work_dir, n, ready=None, **overrides):
+    """Starts the daemon with a controlled environment and waits until ready(d) holds (default:
+    its port accepts). Defaults: LISTEN_ADDR=127.0.0.1, a free LISTEN_PORT, a PORT_FILE in
+    work_dir and a QBIT_ADDR where nothing listens; an override of None removes a variable."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if not Path(qgs_bin).exists():
+        pytest.fail(f"{qgs_bin} does not exist: run `make` in {REPO_ROOT} or set QGS_BIN")
+    env = {
+        "LISTEN_ADDR": "127.0.0.1",
+        "LISTEN_PORT": free_port(),
+        "PORT_FILE": work_dir / "forwarded_port",
+        "QBIT_ADDR": f"http://127.0.0.1:{free_port()}",
+    }
+    env.update(overrides)
+    env = {k: v for k, v in env.items() if v is not None}
+    port = int(env["LISTEN_PORT"])
+    host = env.get("LISTEN_ADDR", "127.0.0.1")
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    log_path = work_dir / f"daemon{n}.stderr"
+    out_path = work_dir / f"daemon{n}.stdout"
+    with open(log_path, "wb") as err, open(out_path, "wb") as out:
+        proc = subprocess.Popen([str(qgs_bin)], env=base_env(**env), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    d = Daemon(proc, env, log_path, out_path, port, host)
 
-    Defaults: LISTEN_ADDR=127.0.0.1, a free LISTEN_PORT, a PORT_FILE in tmp_path
-    and a QBIT_ADDR where nothing listens. Pass LISTEN_ADDR=None to leave it unset.
-    """
-    started = []
+    def started():
+        if proc.poll() is not None:
+            pytest.fail(f"daemon exited with {proc.returncode} before it was ready; log:\n{d.log()}")
+        try:
+            return ready(d) if ready else can_connect(host, port)
+        except (OSError, EOFError, ValueError):
+            return False
 
-    def start(**overrides):
-        n = len(started)
-        port = free_port()
-        env = {
-            "LISTEN_ADDR": "127.0.0.1",
-            "LISTEN_PORT": port,
-            "PORT_FILE": tmp_path / "forwarded_port",
-            "QBIT_ADDR": f"http://127.0.0.1:{free_port()}",
-        }
-        env.update(overrides)
-        env = {k: v for k, v in env.items() if v is not None}
-        port = int(env["LISTEN_PORT"])
-        host = env.get("LISTEN_ADDR", "127.0.0.1")
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-        log_path = tmp_path / f"daemon{n}.stderr"
-        out_path = tmp_path / f"daemon{n}.stdout"
-        with open(log_path, "wb") as err, open(out_path, "wb") as out:
-            proc = subprocess.Popen(
-                [str(qgs_bin)], env=base_env(**env), stdin=subprocess.DEVNULL, stdout=out, stderr=err
-            )
-        d = Daemon(proc, env, log_path, out_path, port, host)
-        started.append(d)
+    try:
+        wait_until(started, START_TIMEOUT, message=lambda: f"daemon on {host}:{port} not ready; log:\n{d.log()}")
+    except BaseException:
+        d.stop_by_pid(STOP_TIMEOUT)
+        raise
+    return d
 
-        def ready():
-            if proc.poll() is not None:
-                pytest.fail(f"daemon exited with {proc.returncode} before listening; log:\n{d.log()}")
-            return can_connect(host, port)
 
-        wait_until(ready, START_TIMEOUT, message=f"daemon not listening on {host}:{port}")
-        return d
-
-    yield start
-
+def stop_daemons(started):
+    """Stops, by PID, every daemon the test did not stop itself; each must exit 0 on SIGTERM."""
     problems = []
     for d in started:
         if d.stopped_by_test:
@@ -453,6 +489,21 @@ def daemon(qgs_bin, tmp_path):
             problems.append(f"pid {d.pid} exited {rc} on SIGTERM; log:\n{d.log()}")
     if problems:
         pytest.fail("\n".join(problems))
+
+
+@pytest.fixture
+def daemon(qgs_bin, tmp_path):
+    """A factory: daemon(**env) starts the daemon (start_daemon) and waits until its port accepts.
+    Every daemon the test did not stop itself is stopped at the end and must exit 0."""
+    started = []
+
+    def start(**overrides):
+        d = start_daemon(qgs_bin, tmp_path, len(started), **overrides)
+        started.append(d)
+        return d
+
+    yield start
+    stop_daemons(started)
 
 
 @pytest.fixture

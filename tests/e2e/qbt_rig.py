@@ -44,56 +44,18 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import bin_path, free_port, start_daemon, stop_daemons
+from conftest import wait_until as wait_for
 from qbt_builds import QbtBuild
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_QGS_BIN = REPO_ROOT / "build" / "release" / "qbit-gluetun-sync"
 
 # qBittorrent answers ~0.1 s after start and exits ~1 s after SIGTERM on an idle machine; the
 # deadlines are generous because the sanitizer build and busy CI machines are slow.
 QBT_START_TIMEOUT = 20.0
 QBT_STOP_TIMEOUT = 20.0
-SIDECAR_START_TIMEOUT = 10.0
-SIDECAR_STOP_TIMEOUT = 10.0
-
-PASSTHROUGH_ENV = ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def wait_for(predicate, timeout, interval=0.02, message=None):
-    """Polls predicate until it returns a true value (returned); fails the test after timeout s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            msg = message() if callable(message) else message
-            pytest.fail(msg or f"condition not met within {timeout} s: {predicate!r}")
-        time.sleep(interval)
-
-
-_handed_out = set()
-
-
-def free_port():
-    """A TCP port free on 127.0.0.1 (and ::1 when there is one) now, never handed out twice."""
-    for _ in range(100):
-        try:
-            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                s.bind(("::", 0))
-                port = s.getsockname()[1]
-        except OSError:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise RuntimeError("no free port found")
 
 
 def pbkdf2_password(password, salt=None):
@@ -555,96 +517,56 @@ class QbtInstance:
 # --------------------------------------------------------------------------- the sidecar
 
 
-def qgs_bin_path():
-    return Path(os.environ.get("QGS_BIN") or DEFAULT_QGS_BIN)
-
-
-class Sidecar:
-    """One running qbit-gluetun-sync in front of a QbtInstance."""
-
-    def __init__(self, proc, env, port, stderr_path, stdout_path):
-        self.proc = proc
-        self.env = env
-        self.port = port
-        self.stderr_path = stderr_path
-        self.stdout_path = stdout_path
-        self.stopped = False
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    @property
-    def base_url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def origin(self):
-        return self.base_url
-
-    def log(self):
-        try:
-            return self.stderr_path.read_bytes().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def stop(self, timeout=SIDECAR_STOP_TIMEOUT):
-        """SIGTERM by PID; fails unless it exits 0 within timeout (SIGKILL as a last resort)."""
-        self.stopped = True
-        rc, _, killed = _stop_pid(self.proc, timeout)
-        if killed:
-            pytest.fail(f"sidecar pid {self.pid} ignored SIGTERM for {timeout} s; log:\n{self.log()}")
-        assert rc == 0, f"sidecar pid {self.pid} exited {rc} on SIGTERM; log:\n{self.log()}"
-        return rc
-
-
-def start_sidecar(qbt_instance, work_dir, timeout=SIDECAR_START_TIMEOUT, **overrides):
-    """Starts the sidecar against qbt_instance (or None: QBIT_ADDR left to overrides) and waits
-    until GET /healthz answers 200. overrides set or (with None) remove variables."""
-    binary = qgs_bin_path()
-    if not binary.exists():
-        pytest.fail(f"{binary} does not exist: run `make` in {REPO_ROOT} or set QGS_BIN")
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
-    env.setdefault("PATH", "/usr/bin:/bin")
-    env.update(
-        {
-            "LISTEN_ADDR": "127.0.0.1",
-            "LISTEN_PORT": str(free_port()),
-            "ALLOWED_IPS": "127.0.0.1,::1",
-            "PORT_FILE": str(work_dir / "forwarded_port"),
-        }
-    )
+def start_sidecar(qbt_instance, work_dir, n=0, **overrides):
+    """Starts the sidecar (conftest.start_daemon) in front of qbt_instance (or None: QBIT_ADDR left to
+    overrides), allowed in from loopback, and waits until GET /healthz answers 200."""
+    env = {"ALLOWED_IPS": "127.0.0.1,::1", "PORT_FILE": Path(work_dir) / "forwarded_port"}
     if qbt_instance is not None:
         env["QBIT_ADDR"] = qbt_instance.base_url
-    for k, v in overrides.items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = str(v)
-    port = int(env["LISTEN_PORT"])
-    n = len(list(work_dir.glob("sidecar*.stderr")))
-    stderr_path = work_dir / f"sidecar{n}.stderr"
-    stdout_path = work_dir / f"sidecar{n}.stdout"
-    with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
-        proc = subprocess.Popen([str(binary)], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-    sc = Sidecar(proc, env, port, stderr_path, stdout_path)
+    env.update(overrides)
+    return start_daemon(bin_path(), work_dir, n,
+                        ready=lambda d: requests.get(d.base_url + "/healthz", timeout=1.0).status_code == 200,
+                        **env)
 
-    def healthy():
-        if proc.poll() is not None:
-            pytest.fail(f"sidecar exited with {proc.returncode} before /healthz answered; log:\n{sc.log()}")
-        try:
-            return requests.get(sc.base_url + "/healthz", timeout=1.0).status_code == 200
-        except requests.RequestException:
-            return False
 
+# --- what the port-sync suites ask of a sidecar and its qBittorrent
+
+APPLY_TIMEOUT = 5.0  # a file change reaching qBittorrent; the goal is far lower (bench/sync-latency.py)
+
+
+def sync_call(sc, method="GET", timeout=30.0, retry_429=True):
+    """Calls /sync; returns (status, parsed JSON body, seconds taken). Waits out the once-a-second
+    limit (polling until the call is no longer answered 429) unless retry_429 is False."""
+
+    def call():
+        t0 = time.monotonic()
+        r = requests.request(method, sc.base_url + "/sync", timeout=timeout)
+        if r.status_code == 429 and retry_429:
+            return None
+        return [r, time.monotonic() - t0]  # a list: a Response with a 4xx/5xx status is falsy
+
+    r, took = wait_for(call, 5.0, interval=0.1, message="/sync answered 429 for 5 s") if retry_429 else call()
+    assert r.headers.get("content-type", "").startswith("application/json"), f"/sync: {r.headers} {r.text!r}"
     try:
-        wait_for(healthy, timeout, interval=0.02, message=lambda: f"sidecar /healthz not 200; log:\n{sc.log()}")
-    except BaseException:
-        _stop_pid(proc, SIDECAR_STOP_TIMEOUT)
-        raise
-    return sc
+        return r.status_code, r.json(), took
+    except ValueError:
+        pytest.fail(f"/sync answered {r.status_code} with a body that is not JSON: {r.text!r}")
+
+
+def readyz(sc):
+    r = requests.get(sc.base_url + "/readyz", timeout=10)
+    return r.status_code, r.text
+
+
+def wait_ready(sc, timeout=APPLY_TIMEOUT):
+    return wait_for(lambda: readyz(sc)[0] == 200, timeout, interval=0.05,
+                    message=lambda: f"/readyz still {readyz(sc)}; sidecar log:\n{sc.log()}")
+
+
+def wait_port(q, sc, port, timeout=APPLY_TIMEOUT):
+    """Waits until qBittorrent reports listen_port == port; on failure shows the sidecar's log."""
+    return wait_for(lambda: q.listen_port() == port, timeout, interval=0.02,
+                    message=lambda: f"listen_port is {q.listen_port()}, expected {port}; sidecar log:\n{sc.log()}")
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -681,30 +603,16 @@ def qbt(tmp_path, qbt_build):
 
 @pytest.fixture
 def sidecar(tmp_path):
-    """Factory: sidecar(qbt_instance, **env overrides) -> Sidecar with /healthz answering 200.
+    """Factory: sidecar(qbt_instance, **env overrides) -> a conftest.Daemon with /healthz answering 200.
 
     Each sidecar the test did not stop itself is stopped at the end with SIGTERM and must exit 0.
     """
     started = []
 
     def make(qbt_instance, **overrides):
-        sc = start_sidecar(qbt_instance, tmp_path / "sidecar", **overrides)
+        sc = start_sidecar(qbt_instance, tmp_path / "sidecar", len(started), **overrides)
         started.append(sc)
         return sc
 
     yield make
-
-    problems = []
-    for sc in started:
-        if sc.stopped:
-            continue
-        if sc.proc.poll() is not None:
-            problems.append(f"sidecar pid {sc.pid} exited on its own with {sc.proc.returncode}; log:\n{sc.log()}")
-            continue
-        rc, _, killed = _stop_pid(sc.proc, SIDECAR_STOP_TIMEOUT)
-        if killed:
-            problems.append(f"sidecar pid {sc.pid} ignored SIGTERM for {SIDECAR_STOP_TIMEOUT} s; log:\n{sc.log()}")
-        elif rc != 0:
-            problems.append(f"sidecar pid {sc.pid} exited {rc} on SIGTERM; log:\n{sc.log()}")
-    if problems:
-        pytest.fail("\n".join(problems))
+    stop_daemons(started)

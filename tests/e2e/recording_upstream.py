@@ -308,6 +308,7 @@ class Stream(Action):
         self.framing = framing
         self.status = status
         self.headers = list(headers)
+        self.sent = 0  # body bytes handed to the socket so far
 
     def run(self, ctx):
         headers = [("Content-Type", "application/octet-stream")] + self.headers
@@ -332,6 +333,7 @@ class Stream(Action):
             else:
                 ctx.send(mv[:n])
             left -= n
+            self.sent += n
         if self.framing == "chunked":
             ctx.send(b"0\r\n\r\n")
         return self.framing != "close"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("qbt_rig")  # before the import below: its asserts report values
 from qbt_rig import make_torrent
 
 pytest_plugins = ("qbt_rig",)  # the qbt and sidecar fixtures

@@ -54,13 +54,23 @@ from proxy_rig import (  # noqa: F401  (fixtures are used by name)
     upstream,
     values,
 )
-from qbt_rig import bencode, free_port, make_torrent, qbt, sidecar, wait_for  # noqa: F401
+from qbt_rig import (  # noqa: F401  (qbt and sidecar are pytest fixtures)
+    APPLY_TIMEOUT,
+    bencode,
+    free_port,
+    make_torrent,
+    qbt,
+    readyz,
+    sidecar,
+    sync_call,
+    wait_for,
+    wait_port,
+    wait_ready,
+)
 from recording_upstream import Reply, Stall, pattern_bytes
 
 E2E_DIR = Path(__file__).resolve().parent
 
-# A file change reaches qBittorrent in ~20 ms; seconds leave room for the sanitizer build.
-APPLY_TIMEOUT = 5.0
 # After a failure the sidecar retries after 1, 2, 4, 8 s (+-20 %), or at once on a file change.
 RETRY_TIMEOUT = 20.0
 # Slack over UPSTREAM_TIMEOUT for a 504, below UPSTREAM_TIMEOUT so a second wait cannot hide in it.
@@ -116,42 +126,6 @@ def recover_conf(q):
     missing = [k for sec, k in essential_keys(q) if k not in conf.get(sec, {})]
     assert not missing, (f"the SIGKILL cut qBittorrent's own config file: {missing} missing "
                          f"(files: {sorted(p.name for p in q.conf_path.parent.iterdir())})")
-
-
-def sync_call(sc, timeout=30.0):
-    """GET /sync, waiting out its once-a-second limit; returns (status, JSON body, seconds)."""
-
-    def call():
-        t0 = time.monotonic()
-        r = requests.get(sc.base_url + "/sync", timeout=timeout)
-        if r.status_code == 429:
-            return None
-        return [r, time.monotonic() - t0]
-
-    r, took = wait_for(call, 5.0, interval=0.1, message="/sync answered 429 for 5 s")
-    try:
-        return r.status_code, r.json(), took
-    except ValueError:
-        pytest.fail(f"/sync answered {r.status_code} with a body that is not JSON: {r.text!r}")
-
-
-def readyz(sc):
-    r = requests.get(sc.base_url + "/readyz", timeout=10)
-    return r.status_code, r.text
-
-
-def wait_port(q, sc, port, timeout=APPLY_TIMEOUT):
-    return wait_for(
-        lambda: q.listen_port() == port,
-        timeout,
-        interval=0.05,
-        message=lambda: f"listen_port is {q.listen_port()}, expected {port}; sidecar log:\n{sc.log()}",
-    )
-
-
-def wait_ready(sc, timeout=APPLY_TIMEOUT):
-    return wait_for(lambda: readyz(sc)[0] == 200, timeout, interval=0.05,
-                    message=lambda: f"/readyz still {readyz(sc)}; sidecar log:\n{sc.log()}")
 
 
 def listen_ports_logged(q, since=0):
@@ -771,17 +745,6 @@ class FakeQbt:
         return Reply(404, [], b"")
 
 
-class Sidecarish:
-    """A conftest Daemon seen through the Sidecar interface the helpers above use."""
-
-    def __init__(self, d):
-        self.base_url = f"http://127.0.0.1:{d.port}"
-        self._d = d
-
-    def log(self):
-        return self._d.log()
-
-
 def test_port_sync_against_stalling_upstream_504_then_converges(proxy, upstream, tmp_path):
     """While the upstream stalls the daemon's own API calls, /sync answers 504 "timeout" (within
     about UPSTREAM_TIMEOUT per run) and /readyz 503; once it answers again the reconciler applies
@@ -792,17 +755,17 @@ def test_port_sync_against_stalling_upstream_504_then_converges(proxy, upstream,
     path = port_file(tmp_path, 40123)
     d = proxy(PORT_FILE=path, UPSTREAM_TIMEOUT=1, RESYNC_INTERVAL=1)
     t0 = time.monotonic()
-    status, body, took = sync_call(Sidecarish(d), timeout=30)
+    status, body, took = sync_call(d, timeout=30)
     assert status == 504 and body["outcome"] == "timeout", body
     # The first run (started at start-up) may still be waiting when /sync comes: at most two.
     assert took <= 2 * (1 + TIMEOUT_MARGIN), f"/sync took {took:.2f} s with UPSTREAM_TIMEOUT=1"
-    assert readyz(Sidecarish(d))[0] == 503
+    assert readyz(d)[0] == 503
     assert fake.sets == []
     fake.stalled.clear()
     wait_until(lambda: fake.listen_port == 40123, RETRY_TIMEOUT,
                message=f"the port was never applied once the upstream answered; log:\n{d.log()}")
-    wait_until(lambda: readyz(Sidecarish(d))[0] == 200, APPLY_TIMEOUT)
-    status, body, _ = sync_call(Sidecarish(d))
+    wait_until(lambda: readyz(d)[0] == 200, APPLY_TIMEOUT)
+    status, body, _ = sync_call(d)
     assert status == 200 and body["outcome"] == "in_sync", body
     assert fake.sets == [40123], fake.sets
     assert time.monotonic() - t0 < 30

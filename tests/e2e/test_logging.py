@@ -26,7 +26,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-pytest.register_assert_rewrite("prom_exposition")
 from conftest import wait_until
 from prom_exposition import SourceConn, scrape
 from proxy_rig import proxy, upstream  # noqa: F401  (pytest fixtures)

@@ -15,7 +15,6 @@ import time
 import pytest
 import requests
 
-pytest.register_assert_rewrite("prom_exposition", "qbt_rig")
 from conftest import has_ipv6_loopback, wait_until
 from prom_exposition import CONTENT_TYPE, ExpositionError, get, parse_exposition, scrape
 from proxy_rig import exchange, proxy, upstream  # noqa: F401  (pytest fixtures)

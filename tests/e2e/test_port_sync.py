@@ -27,11 +27,18 @@ import pytest
 import requests
 
 from conftest import port_file, write_in_place
-from qbt_rig import free_port, qbt, sidecar, wait_for  # noqa: F401  (pytest fixtures)
+from qbt_rig import (  # noqa: F401  (qbt and sidecar are pytest fixtures)
+    APPLY_TIMEOUT,
+    free_port,
+    qbt,
+    readyz,
+    sidecar,
+    sync_call,
+    wait_for,
+    wait_port,
+    wait_ready,
+)
 
-# How long a file change may take to reach qBittorrent here. The goal is p99 <= 50 ms (the bench
-# measures it); a few seconds leaves room for a busy machine and the sanitizer build.
-APPLY_TIMEOUT = 5.0
 # qBittorrent started late or restarted: the sidecar retries after 1, 2, 4, 8 s (+-20 %).
 RETRY_TIMEOUT = 15.0
 
@@ -49,42 +56,6 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
-def sync_call(sc, method="GET", timeout=30.0, retry_429=True):
-    """Calls /sync; returns (status, parsed JSON body). Waits out the once-a-second limit
-    (polling until the call is no longer answered 429) unless retry_429 is False."""
-
-    def call():
-        r = requests.request(method, sc.base_url + "/sync", timeout=timeout)
-        if r.status_code == 429 and retry_429:
-            return None
-        return [r]  # a list: a requests.Response with a 4xx/5xx status is falsy
-
-    if retry_429:
-        (r,) = wait_for(call, 5.0, interval=0.1, message="/sync answered 429 for 5 s")
-    else:
-        (r,) = call()
-    assert r.headers.get("content-type", "").startswith("application/json"), f"/sync: {r.headers} {r.text!r}"
-    try:
-        body = r.json()
-    except ValueError:
-        pytest.fail(f"/sync answered {r.status_code} with a body that is not JSON: {r.text!r}")
-    return r.status_code, body
-
-
-def readyz(sc):
-    r = requests.get(sc.base_url + "/readyz", timeout=10)
-    return r.status_code, r.text
-
-
-def wait_ready(sc, timeout=APPLY_TIMEOUT):
-    return wait_for(
-        lambda: readyz(sc)[0] == 200,
-        timeout,
-        interval=0.05,
-        message=lambda: f"/readyz still {readyz(sc)}; sidecar log:\n{sc.log()}",
-    )
-
-
 def wait_sidecar_log(sc, needle, timeout=APPLY_TIMEOUT, count=1):
     """Waits until needle occurs at least count times in the sidecar's log."""
     return wait_for(
@@ -92,16 +63,6 @@ def wait_sidecar_log(sc, needle, timeout=APPLY_TIMEOUT, count=1):
         timeout,
         interval=0.02,
         message=lambda: f"{needle!r} not {count} times in the sidecar's log:\n{sc.log()}",
-    )
-
-
-def wait_port(q, sc, port, timeout=APPLY_TIMEOUT):
-    """Waits until qBittorrent reports listen_port == port; on failure shows both logs."""
-    return wait_for(
-        lambda: q.listen_port() == port,
-        timeout,
-        interval=0.02,
-        message=lambda: f"listen_port is {q.listen_port()}, expected {port}; sidecar log:\n{sc.log()}",
     )
 
 
@@ -179,7 +140,7 @@ def test_startup_sync_applies_existing_file(qbt, sidecar, tmp_path):
     sc = sidecar(q, PORT_FILE=path)
     wait_port(q, sc, port)
     wait_ready(sc)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 200, body
     assert body["desired_port"] == port and body["qbittorrent_port"] == port, body
 
@@ -211,7 +172,7 @@ def test_multi_port_file_takes_first(qbt, sidecar, tmp_path):
     p1, p2, p3 = sorted(free_port() for _ in range(3))
     write_in_place(path, f"{p1}\n{p2}\n{p3}")  # ProtonVPN: sorted, joined by \n, no trailing newline
     wait_port(q, sc, p1)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 200 and body["desired_port"] == p1, body
 
 
@@ -232,7 +193,7 @@ def test_burst_of_changes_newest_port_wins(qbt, sidecar, tmp_path):
         write_in_place(path, str(p))
     last = ports[-1]
     wait_port(q, sc, last)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 200 and body["desired_port"] == last and body["qbittorrent_port"] == last, body
     assert q.listen_port() == last
 
@@ -277,7 +238,7 @@ def test_in_place_rewrite_of_same_port_is_not_a_reconnect(qbt, sidecar, tmp_path
     since = len(q.log_barrier())
     for _ in range(5):
         write_in_place(path, str(port))
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 200 and body["outcome"] == "in_sync", body
     q.log_barrier()
     logged = listen_ports_logged(q, since)
@@ -318,7 +279,7 @@ def test_login_required_but_no_credentials(qbt, sidecar, tmp_path):
     original = q.listen_port()
     path = port_file(tmp_path, free_port())
     sc = sidecar(q, PORT_FILE=path, QBIT_USER=None, QBIT_PASS=None)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 401, body
     assert "QBIT_USER" in body["message"], body
     assert q.listen_port() == original
@@ -332,7 +293,7 @@ def test_wrong_password_clear_error_and_no_ban(qbt, sidecar, tmp_path):
     sc = sidecar(q, PORT_FILE=path, QBIT_USER=q.username, QBIT_PASS="not-the-password")
     wait_sidecar_log(sc, "wrong QBIT_USER or QBIT_PASS")
 
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 401, body
     assert body["outcome"] == "auth_failed", body
     assert "wrong QBIT_USER or QBIT_PASS" in body["message"], body
@@ -343,7 +304,7 @@ def test_wrong_password_clear_error_and_no_ban(qbt, sidecar, tmp_path):
     # second apart, the limit) and file changes. Five failures would ban 127.0.0.1 for an hour.
     for _ in range(4):
         write_in_place(path, str(free_port()))
-        status, body = sync_call(sc)
+        status, body, _ = sync_call(sc)
         assert status == 401, body
 
     log = q.log_barrier()
@@ -392,7 +353,7 @@ def test_wrong_api_key_named_and_nothing_applied(qbt, sidecar, tmp_path):
     path = port_file(tmp_path, free_port())
     sc = sidecar(q, PORT_FILE=path, QBIT_API_KEY="qbt_" + "0" * 32)
     wait_sidecar_log(sc, "QBIT_API_KEY")
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 401, body
     assert "QBIT_API_KEY" in body["message"], body
     assert q.listen_port() == original
@@ -467,7 +428,7 @@ def test_readyz_503_while_qbittorrent_is_down(qbt, sidecar, tmp_path):
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path, RESYNC_INTERVAL=1)
     q.stop()
     wait_for(lambda: readyz(sc)[0] == 503, APPLY_TIMEOUT, interval=0.05, message=lambda: readyz(sc))
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 502, body
     q.start()
     wait_ready(sc, timeout=RETRY_TIMEOUT)
@@ -487,11 +448,11 @@ def test_garbage_is_ignored_logged_once_then_valid_port_applied(qbt, sidecar, tm
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
     write_in_place(path, "hello")
     wait_sidecar_log(sc, "hello")
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 422, body
     assert body["file"] == "invalid", body
     write_in_place(path, "hello")  # the same garbage again: not logged again
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 422 and body["file"] == "invalid", body
     assert q.listen_port() == port
     assert sc.log().count("hello") == 1, sc.log()
@@ -508,7 +469,7 @@ def test_leading_zeros_are_refused_whatever_the_length(qbt, sidecar, tmp_path, t
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
     write_in_place(path, text)
     wait_sidecar_log(sc, f'"{text}"')
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 422 and body["file"] == "invalid", body
     assert "leading zeros" in body["message"], body
     assert q.listen_port() == port
@@ -517,7 +478,7 @@ def test_leading_zeros_are_refused_whatever_the_length(qbt, sidecar, tmp_path, t
 def test_huge_file_is_ignored(qbt, sidecar, tmp_path):
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
     write_in_place(path, "7" * (1 << 20))
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 422, body
     assert body["file"] == "invalid", body
     assert q.listen_port() == port
@@ -532,7 +493,7 @@ def test_empty_file_keeps_port(qbt, sidecar, tmp_path):
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
     write_in_place(path, "")
     wait_sidecar_log(sc, "port file is empty")
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 422, body
     assert body["file"] == "empty", body
     assert q.listen_port() == port
@@ -544,7 +505,7 @@ def test_deleted_file_keeps_port(qbt, sidecar, tmp_path):
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
     path.unlink()
     wait_sidecar_log(sc, "port file is missing")
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 422, body
     assert body["file"] == "missing", body
     assert q.listen_port() == port
@@ -559,7 +520,7 @@ def test_directory_created_late(qbt, sidecar, tmp_path):
     sc = sidecar(q, PORT_FILE=path)
     # No port file yet and qBittorrent answers: ready (so the WebUI is reachable meanwhile).
     wait_ready(sc)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 422 and body["file"] == "missing", body
     port = free_port()
     path.parent.mkdir(parents=True)
@@ -584,13 +545,13 @@ def test_directory_removed_and_recreated(qbt, sidecar, tmp_path):
 
 def test_sync_200_in_sync(qbt, sidecar, tmp_path):
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 200, body
     assert body["desired_port"] == port, body
     assert body["qbittorrent_port"] == port, body
     assert body["outcome"] == "in_sync", body
     assert body["file"] == "port", body
-    status, body = sync_call(sc, method="POST")
+    status, body, _ = sync_call(sc, method="POST")
     assert status == 200 and body["outcome"] == "in_sync", body
 
 
@@ -599,7 +560,7 @@ def test_sync_applies_a_change_it_reads(qbt, sidecar, tmp_path):
     q, sc, path, _ = start_in_sync(qbt, sidecar, tmp_path)
     new = free_port()
     write_in_place(path, str(new))
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 200, body
     assert body["desired_port"] == new and body["qbittorrent_port"] == new, body
     assert q.listen_port() == new
@@ -609,7 +570,7 @@ def test_sync_422_file_missing(qbt, sidecar, tmp_path):
     q = qbt(local_host_auth=False)
     original = q.listen_port()
     sc = sidecar(q, PORT_FILE=tmp_path / "nothing-here" / "forwarded_port")
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 422, body
     assert body["file"] == "missing", body
     assert body["desired_port"] is None, body
@@ -619,7 +580,7 @@ def test_sync_422_file_missing(qbt, sidecar, tmp_path):
 def test_sync_502_qbittorrent_unreachable(sidecar, tmp_path):
     path = port_file(tmp_path, free_port())
     sc = sidecar(None, PORT_FILE=path, QBIT_ADDR=closed_port_addr())
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 502, body
     assert body["outcome"] == "unreachable", body
     assert readyz(sc)[0] == 503
@@ -628,16 +589,16 @@ def test_sync_502_qbittorrent_unreachable(sidecar, tmp_path):
 def test_sync_504_qbittorrent_not_answering(sidecar, tmp_path, silent_server):
     path = port_file(tmp_path, free_port())
     sc = sidecar(None, PORT_FILE=path, QBIT_ADDR=f"http://127.0.0.1:{silent_server.port}", UPSTREAM_TIMEOUT=1)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 504, body
     assert body["outcome"] == "timeout", body
 
 
 def test_sync_429_when_called_twice_within_a_second(qbt, sidecar, tmp_path):
     q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 200, body
-    status, body = sync_call(sc, retry_429=False)
+    status, body, _ = sync_call(sc, retry_429=False)
     assert status == 429, body
 
 
@@ -715,7 +676,7 @@ def test_rebind_on_reconnect(qbt, sidecar, tmp_path):
     assert "re-binding" in sc.log()
     wait_port(q, sc, port)
     wait_ready(sc)
-    status, body = sync_call(sc)
+    status, body, _ = sync_call(sc)
     assert status == 200 and body["outcome"] == "in_sync", body
     # exactly one detour
     q.log_barrier()
@@ -746,7 +707,7 @@ def test_no_rebind_when_disabled(qbt, sidecar, tmp_path):
     announced = sc.log().count(f"forwarded port is {port}")
     vpn_reconnect(path, sc, port)
     wait_sidecar_log(sc, f"forwarded port is {port}", count=announced + 1)  # it saw the port again
-    status, body = sync_call(sc)  # answers after a reconcile that started after the re-write
+    status, body, _ = sync_call(sc)  # answers after a reconcile that started after the re-write
     assert status == 200 and body["outcome"] == "in_sync", body
     q.log_barrier()
     assert listen_ports_logged(q, since) == [], f"qBittorrent re-bound: {listen_ports_logged(q, since)}"
@@ -790,7 +751,7 @@ def test_sigterm_with_sync_request_in_flight(sidecar, tmp_path, silent_server):
         # Barrier: the loop has answered a request sent after the /sync, so it has read the /sync.
         assert requests.get(sc.base_url + "/healthz", timeout=5).status_code == 200
         start = time.monotonic()
-        sc.stopped = True
+        sc.stopped_by_test = True
         os.kill(sc.pid, signal.SIGTERM)
         try:
             rc = sc.proc.wait(timeout=15)

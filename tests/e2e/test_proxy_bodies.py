@@ -8,17 +8,20 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from proxy_rig import (  # noqa: F401  (fixtures are used by name)
+    BodySink,
     connect,
     control_request,
     exchange,
     proxy,
     read_head,
     req,
+    stream_body,
     upstream,
     values,
 )
-from recording_upstream import Reply, Upgrade
+from recording_upstream import Reply, Stream, Upgrade, pattern_digest
 
 
 def chunked(pieces, trailers=b""):
@@ -305,12 +308,32 @@ def test_upgrade_refused_by_upstream_is_normal_response(proxy, upstream):
 
 
 def test_large_response_to_slow_reader(proxy, upstream):
-    # Back-pressure toward a client that reads slowly: everything still arrives.
+    """Back-pressure toward a client that stops reading: the proxy stops reading qBittorrent, so what
+    qBittorrent gets to send is bounded (by the sockets' buffers and the proxy's 256 KiB queue), not
+    the size of the response; once the client reads again, everything arrives whole."""
     d = proxy()
-    body = os.urandom(4 * 1024 * 1024)
-    upstream.queue(Reply(200, [], body))
-    with connect(d, timeout=30) as c:
+    size = 128 * 1024 * 1024
+    stream = Stream(size)
+    upstream.queue(stream)
+    with connect(d, timeout=60) as c:
         c.send(req("GET", "/slow-reader", host=d.authority))
-        time.sleep(1.0)  # let every buffer on the way fill up
-        r = c.read_response()
-        assert r.status == 200 and r.body == body, (r.status, len(r.body))
+        head = read_head(c)
+        assert head.status == 200, head
+        # The client reads nothing more: the upstream's sending must come to a stop, well short of the end.
+        last = [-1, time.monotonic()]
+
+        def stalled():
+            if stream.sent != last[0]:
+                last[:] = [stream.sent, time.monotonic()]
+            return time.monotonic() - last[1] > 0.5
+
+        wait_until(stalled, 20, message=lambda: f"the upstream never stopped sending ({stream.sent} bytes)")
+        print(f"the upstream stalled after {stream.sent / 1048576:.1f} MiB of {size >> 20} MiB")
+        # Loopback's socket buffers hold some MiB each way (8 MiB were seen here); 32 MiB is far beyond them.
+        assert stream.sent < 32 * 1024 * 1024, f"{stream.sent} of {size} bytes sent to a client that reads nothing"
+        sink = BodySink()
+        end = stream_body(c, head, sink)
+    assert end == "complete" and sink.size == size, (end, sink.size)
+    assert sink.hexdigest == pattern_digest(size), "the body arrived corrupted"
+
+

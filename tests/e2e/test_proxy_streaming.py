@@ -1,5 +1,6 @@
 """256 MiB through the proxy in each direction with flat memory: the daemon's VmRSS may not grow
-by 16 MiB. The client and the upstream pause mid-transfer so the proxy must apply back-pressure
+by 1 MiB (the README's bound; 0.3 to 0.5 MiB were seen: the 256 KiB write queue and the 64 KiB read
+buffer, touched once). The client and the upstream pause mid-transfer so the proxy must apply back-pressure
 instead of buffering. Under the sanitizer build (QGS_SANITIZED=1) the transfer still runs and
 is checked; only the RSS assertion is skipped, as shadow memory makes RSS meaningless."""
 
@@ -22,7 +23,7 @@ from proxy_rig import (  # noqa: F401  (fixtures are used by name)
 from recording_upstream import PATTERN, Stream, pattern_digest
 
 SIZE = 256 * 1024 * 1024
-RSS_GROWTH_MAX_KIB = 16 * 1024
+RSS_GROWTH_MAX_KIB = 1024
 PAUSE_AT = 32 * 1024 * 1024
 PAUSE_SECONDS = 1.5
 TRANSFER_TIMEOUT = 120.0

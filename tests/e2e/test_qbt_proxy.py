@@ -11,7 +11,6 @@ import json
 import pytest
 import requests
 
-pytest.register_assert_rewrite("qbt_rig")  # before the import below: its asserts report values
 from qbt_rig import free_port, make_torrent, wait_for
 
 pytest_plugins = ("qbt_rig",)  # the qbt and sidecar fixtures

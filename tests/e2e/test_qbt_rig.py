@@ -8,7 +8,6 @@ import hashlib
 import pytest
 import requests
 
-pytest.register_assert_rewrite("qbt_rig")  # before the import below: its asserts report values
 from qbt_rig import bencode, free_port, make_torrent
 
 pytest_plugins = ("qbt_rig",)  # the qbt and sidecar fixtures

@@ -13,7 +13,6 @@ with no login at all: the worst case the issue saw.
 import pytest
 import requests
 
-pytest.register_assert_rewrite("qbt_rig")  # before the import below: its asserts report values
 from qbt_rig import wait_for
 
 pytest_plugins = ("qbt_rig",)  # the qbt and sidecar fixtures

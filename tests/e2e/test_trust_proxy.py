@@ -24,7 +24,6 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-pytest.register_assert_rewrite("prom_exposition", "qbt_rig", "netns_rig")
 from netns_rig import netns  # noqa: F401  (pytest fixture)
 from prom_exposition import scrape
 from qbt_rig import qbt, sidecar, wait_for  # noqa: F401  (pytest fixtures)
