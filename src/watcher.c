@@ -1,9 +1,8 @@
-/* watcher.c - inotify on the port file's directory, settle, read, report. */
+/* watcher.c - the port file: read it whenever filewatch says it may have changed, and report. */
 #include "watcher.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,29 +10,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "filewatch.h"
 #include "log.h"
 #include "portfile.h"
 
-#define RECHECK_MS 1000
-
 struct watcher {
-    uv_loop_t *loop;
-    char *path, *dir;
+    char *path;
     watcher_cb cb;
     void *ctx;
-    uv_fs_event_t event;
-    uv_timer_t settle;  /* debounces events before a read */
-    uv_timer_t recheck; /* while the directory is missing or unreadable */
-    bool event_active;
-    dev_t dir_dev;
-    ino_t dir_ino;
-    int open_handles;
-    bool stopping;
+    struct filewatch *watch;
     char last_problem[512]; /* the last INVALID/UNREADABLE message, logged once */
 };
-
-static void start_watch(struct watcher *w);
-static void on_recheck(uv_timer_t *t);
 
 const char *watcher_state_name(enum watcher_state state)
 {
@@ -83,7 +70,7 @@ static void read_file(struct watcher *w)
                  w->path, strerror(errno), (unsigned)getuid());
         unreadable(w, msg);
         /* Permissions change without an inotify event on the directory: look again now and then. */
-        uv_timer_start(&w->recheck, on_recheck, RECHECK_MS, 0);
+        filewatch_look_later(w->watch);
         return;
     }
     char data[PORTFILE_MAX + 1];
@@ -119,141 +106,54 @@ static void read_file(struct watcher *w)
     }
 }
 
-/* Returns true when the watched directory is still the one we watch (not removed or re-created). */
-static bool dir_unchanged(struct watcher *w)
+static void on_look(void *ctx, enum filewatch_event event, int err)
 {
-    struct stat st;
-    return stat(w->dir, &st) == 0 && st.st_dev == w->dir_dev && st.st_ino == w->dir_ino;
-}
-
-static void stop_event(struct watcher *w)
-{
-    if (w->event_active) {
-        uv_fs_event_stop(&w->event);
-        w->event_active = false;
-    }
-}
-
-static void on_settled(uv_timer_t *t)
-{
-    struct watcher *w = t->data;
-    if (!dir_unchanged(w)) {
-        /* The directory went away or was replaced: watch whatever is there now. */
-        stop_event(w);
-        start_watch(w);
-        return;
-    }
-    read_file(w);
-}
-
-static void on_fs_event(uv_fs_event_t *handle, const char *filename, int events, int status)
-{
-    (void)filename;
-    (void)events;
-    struct watcher *w = handle->data;
-    if (status < 0)
-        log_warn("watching %s: %s", w->dir, uv_strerror(status));
-    /*
-     * Any change in the directory may concern us: the file itself, a rename
-     * over it, or a symlink it goes through (Kubernetes' ..data). The timer
-     * is not restarted by later events, so a burst is read once, promptly.
-     */
-    if (!uv_is_active((uv_handle_t *)&w->settle))
-        uv_timer_start(&w->settle, on_settled, WATCHER_SETTLE_MS, 0);
-}
-
-static void on_recheck(uv_timer_t *t)
-{
-    struct watcher *w = t->data;
-    start_watch(w);
-}
-
-/* Watches the directory if it is there, else reports the file missing and looks again later. */
-static void start_watch(struct watcher *w)
-{
+    struct watcher *w = ctx;
     char msg[512];
-    struct stat st;
-    stop_event(w);
-    if (stat(w->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        if (errno != ENOENT && errno != ENOTDIR) {
-            snprintf(msg, sizeof msg, "cannot watch the directory of PORT_FILE, %s: %s (running as uid %u)",
-                     w->dir, strerror(errno), (unsigned)getuid());
-            unreadable(w, msg);
-        } else {
-            report(w, WATCH_MISSING, 0, NULL);
-        }
-        uv_timer_start(&w->recheck, on_recheck, RECHECK_MS, 0);
+    switch (event) {
+    case FILEWATCH_CHANGED:
+        read_file(w);
         return;
-    }
-    int rc = uv_fs_event_start(&w->event, on_fs_event, w->dir, 0);
-    if (rc < 0) {
+    case FILEWATCH_NO_DIR:
+        report(w, WATCH_MISSING, 0, NULL);
+        return;
+    case FILEWATCH_DIR_FAILED:
         snprintf(msg, sizeof msg,
                  "cannot watch the directory of PORT_FILE, %s: %s (running as uid %u); make it readable "
                  "(e.g. chmod 755) or run the sidecar as its owner",
-                 w->dir, uv_strerror(rc), (unsigned)getuid());
+                 filewatch_dir(w->watch), uv_strerror(err), (unsigned)getuid());
         unreadable(w, msg);
-        uv_timer_start(&w->recheck, on_recheck, RECHECK_MS, 0);
         return;
     }
-    w->event_active = true;
-    w->dir_dev = st.st_dev;
-    w->dir_ino = st.st_ino;
-    uv_timer_stop(&w->recheck);
-    read_file(w);
 }
 
 int watcher_start(uv_loop_t *loop, const char *path, watcher_cb cb, void *ctx, struct watcher **out)
 {
     struct watcher *w = calloc(1, sizeof *w);
-    if (!w)
-        return UV_ENOMEM;
-    w->loop = loop;
-    w->cb = cb;
-    w->ctx = ctx;
-    w->path = strdup(path);
-    char *tmp = strdup(path);
-    w->dir = tmp ? strdup(dirname(tmp)) : NULL;
-    free(tmp);
-    if (!w->path || !w->dir) {
-        free(w->path);
-        free(w->dir);
+    w->path = w ? strdup(path) : NULL;
+    if (!w || !w->path || filewatch_start(loop, path, on_look, w, &w->watch) != 0) {
+        if (w)
+            free(w->path);
         free(w);
         return UV_ENOMEM;
     }
-    uv_fs_event_init(loop, &w->event);
-    uv_timer_init(loop, &w->settle);
-    uv_timer_init(loop, &w->recheck);
-    w->event.data = w->settle.data = w->recheck.data = w;
-    w->open_handles = 3;
+    w->cb = cb;
+    w->ctx = ctx;
     *out = w;
-    start_watch(w);
+    filewatch_look(w->watch);
     return 0;
 }
 
 void watcher_read_now(struct watcher *w)
 {
-    if (!w->event_active || !dir_unchanged(w))
-        start_watch(w);
-    else
-        read_file(w);
-}
-
-static void on_closed(uv_handle_t *handle)
-{
-    struct watcher *w = handle->data;
-    if (--w->open_handles > 0)
-        return;
-    free(w->path);
-    free(w->dir);
-    free(w);
+    filewatch_look(w->watch);
 }
 
 void watcher_stop(struct watcher *w)
 {
-    if (!w || w->stopping)
+    if (!w)
         return;
-    w->stopping = true;
-    uv_close((uv_handle_t *)&w->event, on_closed);
-    uv_close((uv_handle_t *)&w->settle, on_closed);
-    uv_close((uv_handle_t *)&w->recheck, on_closed);
+    filewatch_stop(w->watch);
+    free(w->path);
+    free(w);
 }

@@ -1,11 +1,9 @@
 /*
- * watcher.h - follows Gluetun's port file with inotify on its directory, so
- * it sees the file appear, change in place, be replaced by a rename (atomic
- * writes, Kubernetes ..data symlink swaps) or vanish. Events are settled for
- * a moment before the file is read, so the empty file between Gluetun's
- * truncate and write is never taken for a change. While the directory is
- * missing or unreadable it is checked again every second; otherwise there is
- * no polling.
+ * watcher.h - follows Gluetun's port file (through filewatch.h: inotify on
+ * its directory, renames and ..data swaps included) and says what it holds
+ * after each change. Events are settled for a moment before the file is
+ * read, so the empty file between Gluetun's truncate and write is never
+ * taken for a change.
  */
 #ifndef QGS_WATCHER_H
 #define QGS_WATCHER_H
@@ -13,8 +11,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "filewatch.h"
+
 /* Debounce after a file event; also the longest gap that still counts as one rewrite. */
-#define WATCHER_SETTLE_MS 10
+#define WATCHER_SETTLE_MS FILEWATCH_SETTLE_MS
 
 enum watcher_state {
     WATCH_PORT,       /* the file holds a valid port */
@@ -29,13 +29,13 @@ typedef void (*watcher_cb)(void *ctx, enum watcher_state state, uint16_t port, c
 
 struct watcher;
 
-/* Starts watching path; reads it once at start. Returns 0 or a libuv error. cb runs from the loop. */
+/* Starts watching path and reads it once, calling cb before returning. Returns 0 or a libuv error. */
 int watcher_start(uv_loop_t *loop, const char *path, watcher_cb cb, void *ctx, struct watcher **out);
 
 /* Reads the file now, as if it had changed (for /sync); cb runs before this returns. */
 void watcher_read_now(struct watcher *w);
 
-/* Stops watching; the watcher frees itself once its handles are closed. */
+/* Stops watching (cb is not called again) and frees the watcher; NULL is a no-op. */
 void watcher_stop(struct watcher *w);
 
 /* Returns a short name for a state ("port", "empty", ...). */

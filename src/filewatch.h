@@ -1,0 +1,46 @@
+/*
+ * filewatch.h - says when a file may have changed, with inotify on its
+ * directory: the file appearing, changing in place, being replaced by a
+ * rename (atomic writes, Kubernetes ..data symlink swaps) or vanishing.
+ * Events are settled for FILEWATCH_SETTLE_MS first, so a burst is one look.
+ * While the directory is missing or cannot be watched it is tried again
+ * every second; otherwise nothing polls. What the file means is the owner's.
+ */
+#ifndef QGS_FILEWATCH_H
+#define QGS_FILEWATCH_H
+
+#include <uv.h>
+
+/* Debounce after a file event; also the longest gap that still counts as one rewrite. */
+#define FILEWATCH_SETTLE_MS 10
+
+enum filewatch_event {
+    FILEWATCH_CHANGED,    /* the directory is watched, and the file may have changed: read it */
+    FILEWATCH_NO_DIR,     /* the directory does not exist (it is looked for again in a second) */
+    FILEWATCH_DIR_FAILED, /* the directory cannot be watched, err says why (tried again in a second) */
+};
+
+typedef void (*filewatch_cb)(void *ctx, enum filewatch_event event, int err);
+
+struct filewatch;
+
+/* Prepares to watch path's directory; nothing is reported until filewatch_look. Returns 0 or UV_ENOMEM. */
+int filewatch_start(uv_loop_t *loop, const char *path, filewatch_cb cb, void *ctx, struct filewatch **out);
+
+/*
+ * Looks now: (re)starts watching the directory where needed and reports what
+ * it finds through cb, before returning (the owner's first read, or one it
+ * was asked for).
+ */
+void filewatch_look(struct filewatch *w);
+
+/* Looks again in a second: for a file that could not be read (permissions change without an event). */
+void filewatch_look_later(struct filewatch *w);
+
+/* The directory watched. */
+const char *filewatch_dir(const struct filewatch *w);
+
+/* Stops watching; cb is not called again, and the watch frees itself once its handles are closed. */
+void filewatch_stop(struct filewatch *w);
+
+#endif
