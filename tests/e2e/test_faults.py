@@ -596,7 +596,7 @@ def test_qbt_killed_with_sidecar_call_in_flight_sync_answers_at_once(qbt, sideca
     q = qbt(local_host_auth=False)
     p0, p1 = free_port(), free_port()
     path = port_file(tmp_path, p0)
-    sc = sidecar(q, PORT_FILE=path, UPSTREAM_TIMEOUT=30, RESYNC_INTERVAL=1)
+    sc = sidecar(q, PORT_FILE=path, UPSTREAM_TIMEOUT=30, RESYNC_INTERVAL=0)
     wait_port(q, sc, p0)
     wait_ready(sc)
     os.kill(q.pid, signal.SIGSTOP)
