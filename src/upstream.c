@@ -653,8 +653,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             status = UV_EAI_NODATA;
     }
     uv_freeaddrinfo(res);
-    char why[320];
-    snprintf(why, sizeof why, "cannot resolve \"%s\": %s", up->url->host, uv_strerror(status));
+    char why[320] = "";
+    /* Only for a failure: uv_strerror(0) is "Unknown system error 0", in a string it leaks. */
+    if (status != 0)
+        snprintf(why, sizeof why, "cannot resolve \"%s\": %s", up->url->host, uv_strerror(status));
     while (up->waiting) {
         struct upstream_conn *c = up->waiting;
         list_remove(&up->waiting, c);
