@@ -43,7 +43,10 @@ LLHTTP_CPPFLAGS := -I/usr/share/include/llhttp $(LLHTTP_STRICT)
 LLHTTP_LIBS :=
 endif
 
-DEPS_CPPFLAGS := $(UV_CPPFLAGS) $(JANSSON_CPPFLAGS) $(LLHTTP_CPPFLAGS)
+# OpenSSL: headers only (libssl-dev); the daemon dlopen()s libssl.so.3 when TLS is configured (tls.h).
+OPENSSL_CPPFLAGS := $(shell $(PKG_CONFIG) --cflags openssl 2>/dev/null)
+
+DEPS_CPPFLAGS := $(UV_CPPFLAGS) $(JANSSON_CPPFLAGS) $(LLHTTP_CPPFLAGS) $(OPENSSL_CPPFLAGS)
 # Static archives for the three libraries (-Bstatic makes -lllhttp and -ljansson take the .a where
 # a .so sits beside it), glibc's dynamically.
 DEPS_LIBS := -Wl,-Bstatic $(LLHTTP_LIBS) $(UV_LIBS) $(JANSSON_LIBS) -Wl,-Bdynamic $(SYS_LIBS)

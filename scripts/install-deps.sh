@@ -14,20 +14,21 @@ set -eu
 
 # Build: compiler, make, pkg-config and the libraries, linked statically. llhttp is a library
 # package from Debian 13 on (libllhttp-dev); Debian 12 ships its C sources in node-llhttp, which
-# the build compiles. This is all the image build needs.
-BUILD_PACKAGES="build-essential make pkg-config libuv1-dev libjansson-dev libllhttp-dev|node-llhttp"
+# the build compiles. OpenSSL's headers (libssl-dev, which brings libssl3 or libssl3t64) for TLS:
+# the daemon loads libssl when TLS is configured. This is all the image build needs.
+BUILD_PACKAGES="build-essential make pkg-config libuv1-dev libjansson-dev libllhttp-dev|node-llhttp libssl-dev"
 # Everything else: cmocka, Python's pytest, requests and yaml, a real qBittorrent, clang-format
 # at the one major version the sources are formatted with (make format-check), clang with its
 # sanitizer and libFuzzer runtime (fuzz/), valgrind (bench/), iproute2 and util-linux for
 # namespaces, debootstrap for the second qBittorrent's root (scripts/qbt-root.sh), wrk and nginx
 # for the benchmarks, chromium (driven by playwright-core from npm) for the browser test, curl,
-# systemd for `systemd-analyze verify` of the unit file.
-TEST_PACKAGES="libcmocka-dev python3 python3-pytest python3-requests python3-yaml qbittorrent-nox
+# systemd for `systemd-analyze verify` of the unit file, openssl to make the TLS tests' certificates.
+TEST_PACKAGES="libcmocka-dev python3 python3-pytest python3-requests python3-yaml qbittorrent-nox openssl
 clang-format-19? clang libclang-rt-dev iproute2 util-linux procps debootstrap wrk nginx-light|nginx chromium
 curl ca-certificates systemd valgrind"
 # The arm64 cross-build: cross compiler, the libraries for arm64 (dpkg multiarch) and qemu to run
 # what was built.
-ARM64_PACKAGES="crossbuild-essential-arm64 libuv1-dev:arm64 libjansson-dev:arm64 libcmocka-dev:arm64
+ARM64_PACKAGES="crossbuild-essential-arm64 libuv1-dev:arm64 libjansson-dev:arm64 libcmocka-dev:arm64 libssl-dev:arm64
 libllhttp-dev:arm64|node-llhttp qemu-user-static file python3 python3-pytest python3-requests"
 
 what=${1:-all}

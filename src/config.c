@@ -132,11 +132,29 @@ int config_load(struct config *cfg, char *err, size_t errlen)
         v = "http://localhost:8080";
     if (url_parse(v, &cfg->qbit, msg, sizeof msg) != 0)
         problem(&p, "QBIT_ADDR=\"%s\": %s", v, msg);
-    else if (cfg->qbit.https)
+
+    const char *ca_file = env("QBIT_CA_FILE");
+    load_bool(&p, "QBIT_TLS_INSECURE", 0, &cfg->qbit_tls_insecure);
+    if (ca_file && cfg->qbit_tls_insecure)
         problem(&p,
-                "QBIT_ADDR=\"%s\": https:// is not supported yet; use http:// (the sidecar runs next to "
-                "qBittorrent)",
-                v);
+                "QBIT_CA_FILE=\"%s\" and QBIT_TLS_INSECURE=true are both set; trust a certificate or skip "
+                "the check, not both",
+                ca_file);
+    else if ((ca_file || cfg->qbit_tls_insecure) && !cfg->qbit.https)
+        problem(&p, "%s is set but QBIT_ADDR=\"%s\" is not https://; it applies to HTTPS only",
+                ca_file ? "QBIT_CA_FILE" : "QBIT_TLS_INSECURE", v);
+    else if (ca_file)
+        cfg->qbit_ca_file = dup_or_die(&p, ca_file);
+
+    const char *cert = env("TLS_CERT_FILE"), *tls_key = env("TLS_KEY_FILE");
+    if (cert && !tls_key)
+        problem(&p, "TLS_CERT_FILE=\"%s\" is set but TLS_KEY_FILE is not; set both or neither", cert);
+    else if (!cert && tls_key)
+        problem(&p, "TLS_KEY_FILE=\"%s\" is set but TLS_CERT_FILE is not; set both or neither", tls_key);
+    else if (cert) {
+        cfg->tls_cert_file = dup_or_die(&p, cert);
+        cfg->tls_key_file = dup_or_die(&p, tls_key);
+    }
 
     const char *user = env("QBIT_USER"), *pass = env("QBIT_PASS"), *pass_file = env("QBIT_PASS_FILE");
     if (pass && pass_file)
@@ -254,18 +272,29 @@ void config_free(struct config *cfg)
     allowlist_free(cfg->allowed);
     free(cfg->allowed_hosts_text);
     hostcheck_free(cfg->hosts);
+    free(cfg->tls_cert_file);
+    free(cfg->tls_key_file);
+    free(cfg->qbit_ca_file);
     memset(cfg, 0, sizeof *cfg);
 }
 
 void config_print(const struct config *cfg, FILE *out)
 {
     fprintf(out, "QBIT_ADDR=%s%s\n", cfg->qbit.origin, cfg->qbit.prefix);
+    if (cfg->qbit.https) {
+        fprintf(out, "QBIT_CA_FILE=%s\n",
+                cfg->qbit_ca_file ? cfg->qbit_ca_file : "(the system's CA certificates)");
+        fprintf(out, "QBIT_TLS_INSECURE=%s\n",
+                cfg->qbit_tls_insecure ? "true (the certificate is not checked)" : "false");
+    }
     fprintf(out, "QBIT_USER=%s\n", cfg->qbit_user ? cfg->qbit_user : "");
     fprintf(out, "QBIT_PASS=%s\n", cfg->qbit_pass ? "******** (set)" : "");
     fprintf(out, "QBIT_API_KEY=%s\n", cfg->qbit_api_key ? "******** (set)" : "");
     fprintf(out, "PORT_FILE=%s\n", cfg->port_file);
     fprintf(out, "LISTEN_ADDR=%s\n", cfg->listen_addr ? cfg->listen_addr : "(all interfaces, IPv4 and IPv6)");
     fprintf(out, "LISTEN_PORT=%u\n", cfg->listen_port);
+    fprintf(out, "TLS_CERT_FILE=%s\n", cfg->tls_cert_file ? cfg->tls_cert_file : "(unset: plain HTTP)");
+    fprintf(out, "TLS_KEY_FILE=%s\n", cfg->tls_key_file ? cfg->tls_key_file : "");
     fprintf(out, "ALLOWED_IPS=");
     size_t count = allowlist_count(cfg->allowed);
     for (size_t i = 0; i < count; i++) {

@@ -41,12 +41,17 @@ struct config {
     int log_json;                /* LOG_FORMAT: 1 for json, 0 for text */
     int access_log;              /* ACCESS_LOG: one line per request */
     int trust_proxy;             /* QBIT_TRUST_PROXY: make qBittorrent trust our X-Forwarded-For */
+    char *tls_cert_file;         /* TLS_CERT_FILE: the front door speaks HTTPS (with TLS_KEY_FILE) */
+    char *tls_key_file;          /* TLS_KEY_FILE */
+    char *qbit_ca_file;          /* QBIT_CA_FILE: trust this PEM for an https:// QBIT_ADDR */
+    int qbit_tls_insecure;       /* QBIT_TLS_INSECURE: do not verify qBittorrent's certificate */
 };
 
 /*
  * Reads every variable from the environment into *cfg. Returns 0, or -1 when
  * anything is invalid; then err holds one line per problem, each naming the
- * variable, its value and what is expected. On failure *cfg holds nothing that
+ * variable, its value and what is expected. (Certificates are read where TLS
+ * is set up: tlsconfig.h.) On failure *cfg holds nothing that
  * needs freeing. On success free it with config_free.
  */
 int config_load(struct config *cfg, char *err, size_t errlen);

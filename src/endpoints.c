@@ -61,7 +61,7 @@ enum route endpoints_route_of(const struct request *req, const struct route_cont
         return ROUTE_SYNC;
     if (target_is(req, "/metrics"))
         return ROUTE_METRICS;
-    if (rewrite_check_origin(req->head, why, why_size) != 0)
+    if (rewrite_check_origin(req->head, req->tls, why, why_size) != 0)
         return ROUTE_CROSS_ORIGIN;
     if (!ctx->have_proxy)
         return ROUTE_NO_UPSTREAM;

@@ -40,6 +40,7 @@ struct request {
     /* The connection it came on. */
     const char *peer;             /* the client's address, for logs and X-Forwarded-For */
     bool peer_allowed;            /* the client is in ALLOWED_IPS */
+    bool tls;                     /* it speaks TLS (the front door is https://) */
     const struct sockaddr *local; /* the address the client connected to */
 };
 

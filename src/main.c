@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "certs.h"
 #include "config.h"
 #include "endpoints.h"
 #include "healthcheck.h"
@@ -16,6 +17,7 @@
 #include "qbt.h"
 #include "server.h"
 #include "sync.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define EXIT_CONFIG 2
@@ -29,6 +31,7 @@ struct daemon {
     struct endpoints *endpoints;
     struct qbt *qbt;
     struct sync *sync;
+    struct certs *certs;
     uv_signal_t sigterm, sigint;
 };
 
@@ -41,12 +44,16 @@ static void usage(FILE *out)
         "Keeps qBittorrent's listening port equal to Gluetun's forwarded port and\n"
         "serves the qBittorrent WebUI through an allow-listed reverse proxy.\n"
         "Configured by environment variables:\n"
-        "  QBIT_ADDR         qBittorrent WebUI address (http://localhost:8080)\n"
+        "  QBIT_ADDR         qBittorrent WebUI address, http:// or https:// (http://localhost:8080)\n"
+        "  QBIT_CA_FILE      PEM certificate(s) to trust for an https:// QBIT_ADDR (the system's CAs)\n"
+        "  QBIT_TLS_INSECURE do not verify qBittorrent's certificate (false)\n"
         "  QBIT_USER         WebUI user name (empty: rely on localhost bypass)\n"
         "  QBIT_PASS         WebUI password (or QBIT_PASS_FILE: read it from a file)\n"
         "  PORT_FILE         Gluetun's forwarded port file (/tmp/gluetun/forwarded_port)\n"
         "  LISTEN_ADDR       address to listen on (all interfaces, IPv4 and IPv6)\n"
         "  LISTEN_PORT       port to listen on (9090)\n"
+        "  TLS_CERT_FILE     PEM certificate chain: LISTEN_PORT speaks HTTPS (with TLS_KEY_FILE)\n"
+        "  TLS_KEY_FILE      PEM private key of TLS_CERT_FILE\n"
         "  ALLOWED_IPS       comma-separated IPs/CIDRs allowed in (empty: nobody)\n"
         "  ALLOWED_HOSTS     host names allowed in Host, on top of qBittorrent's own list (empty: its list)\n"
         "  LOG_LEVEL         debug, info, warn or error (info)\n"
@@ -99,8 +106,15 @@ static void on_stopped(void *arg)
 {
     struct daemon *d = arg;
     upstream_close(d->upstream);
+    certs_stop(d->certs);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void on_renewed(void *arg, struct tls_ctx *ctx)
+{
+    struct daemon *d = arg;
+    server_use_tls(d->server, ctx);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -128,6 +142,12 @@ int main(int argc, char **argv)
             printf("qbit-gluetun-sync %s\nllhttp %d.%d.%d, libuv %s, jansson %s\n", QGS_VERSION,
                    LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH, uv_version_string(),
                    JANSSON_VERSION);
+            /* OpenSSL is the system's, loaded only when TLS is configured: say which one that would be. */
+            char why[256];
+            if (tls_load(why, sizeof why) == 0)
+                printf("%s (loaded when TLS is configured)\n", tls_version());
+            else
+                printf("TLS unavailable: %s\n", why);
             return 0;
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;
@@ -156,9 +176,18 @@ int main(int argc, char **argv)
         config_free(&d.cfg);
         return rc;
     }
+    /* The certificates are part of the configuration: a bad pair stops the start (and --check-config). */
+    if (certs_load(&d.cfg, &d.certs, err, sizeof err) != 0) {
+        fprintf(stderr, "qbit-gluetun-sync: invalid configuration:\n  %s\n", err);
+        config_free(&d.cfg);
+        return EXIT_CONFIG;
+    }
     if (check_only) {
         config_print(&d.cfg, stdout);
+        if (certs_front(d.certs))
+            printf("front door certificate: %s\n", certs_front_describe(d.certs));
         printf("configuration OK\n");
+        certs_free(d.certs);
         config_free(&d.cfg);
         return 0;
     }
@@ -166,6 +195,10 @@ int main(int argc, char **argv)
     log_set_json(d.cfg.log_json);
     if (allowlist_count(d.cfg.allowed) == 0)
         log_warn("ALLOWED_IPS is empty: every client except health probes is denied");
+    if (d.cfg.qbit_tls_insecure)
+        log_warn(
+            "QBIT_TLS_INSECURE=true: qBittorrent's certificate is not checked, so whoever can get between "
+            "the two can read the WebUI password; set QBIT_CA_FILE to its certificate instead");
 
     check_fd_limit(d.cfg.max_connections);
 
@@ -180,6 +213,7 @@ int main(int argc, char **argv)
         .io_timeout_ms = d.cfg.upstream_timeout_ms,
         .pool_idle_ms = 4000, /* qBittorrent closes idle connections after about 7 s */
         .pool_max = 64,
+        .tls = certs_upstream(d.certs),
     };
     if (upstream_new(d.loop, &d.cfg.qbit, &uo, &d.upstream) != 0 ||
         proxy_new(d.loop, &d.cfg, d.upstream, &d.proxy) != 0 || qbt_new(d.upstream, &d.cfg, &d.qbt) != 0 ||
@@ -195,6 +229,15 @@ int main(int argc, char **argv)
         upstream_close(d.upstream);
         uv_run(d.loop, UV_RUN_DEFAULT);
         goto out;
+    }
+    if (certs_front(d.certs)) {
+        server_use_tls(d.server, certs_front(d.certs));
+        log_info("LISTEN_PORT %u speaks HTTPS; certificate from %s: %s", d.cfg.listen_port,
+                 d.cfg.tls_cert_file, certs_front_describe(d.certs));
+        int wrc = certs_watch(d.certs, d.loop, on_renewed, &d);
+        if (wrc != 0)
+            log_error("cannot watch TLS_CERT_FILE and TLS_KEY_FILE: %s; renewals need a restart",
+                      uv_strerror(wrc));
     }
     /*
      * As PID 1 in a container the kernel ignores signals that have no handler,
@@ -221,6 +264,7 @@ out:
     qbt_free(d.qbt);
     proxy_free(d.proxy);
     upstream_free(d.upstream);
+    certs_free(d.certs);
     /* Every handle must be closed by now: one still open is a leak every SIGTERM test would miss. */
     if (uv_loop_close(d.loop) != 0) {
         log_error("the event loop did not close cleanly: a handle was left open");

@@ -49,6 +49,7 @@ struct proxy_exchange {
     bool sent_head;    /* the response head went to the client */
     bool tunnel;
     bool client_keep_alive, client_http11, keep_alive;
+    bool client_tls; /* the client came over TLS */
     enum framing framing;
     /* For the access log and the metrics. */
     int method, status; /* status 0: the client got no answer from us */
@@ -191,6 +192,7 @@ static int build_head(struct proxy_exchange *ex, const struct request *req, uint
         .method = req->method_name,
         .upstream = &ex->px->cfg->qbit,
         .client_addr = client_peer(ex->client),
+        .https = req->tls,
         .has_body = ex->has_body,
         .content_length = content_length,
         .upgrade = ex->upgrade,
@@ -216,6 +218,7 @@ static void *proxy_begin(void *ctx, struct client_conn *client, const struct req
     ex->upgrade = req->upgrade;
     ex->client_keep_alive = req->keep_alive;
     ex->client_http11 = req->http_major == 1 && req->http_minor >= 1;
+    ex->client_tls = req->tls;
     ex->collect = req->framing == FRAMING_CHUNKED;
     ex->has_body = req->framing == FRAMING_LENGTH;
     size_t len;
@@ -405,7 +408,7 @@ static void on_head(void *ctx, const struct upstream_response *resp)
     struct proxy_exchange *ex = ctx;
     const struct http_head *head = resp->head;
     int status = resp->status;
-    struct rewrite_response r = {.status = status};
+    struct rewrite_response r = {.status = status, .https = ex->client_tls};
     ex->status = status;
     ex->head_ns = uv_hrtime();
     if (status == 101) {

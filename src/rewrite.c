@@ -1,6 +1,7 @@
 /* rewrite.c - hop-by-hop filtering, forwarding headers and the edge same-origin check. */
 #include "rewrite.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,17 +49,20 @@ static int named_by_connection(const struct http_head *h, const char *name, size
     return 0;
 }
 
-/* Splits "scheme://host[:port]..." into host and port, defaulting the port by scheme. */
-static int parse_origin(const char *s, size_t len, char *host, size_t hostlen, unsigned *port)
+/* Splits "scheme://host[:port]..." into scheme (1 for https), host and port, defaulting the port by scheme.
+ */
+static int parse_origin(const char *s, size_t len, int *https, char *host, size_t hostlen, unsigned *port)
 {
     unsigned default_port;
     size_t skip;
     if (len >= 7 && strncasecmp(s, "http://", 7) == 0) {
         default_port = 80;
         skip = 7;
+        *https = 0;
     } else if (len >= 8 && strncasecmp(s, "https://", 8) == 0) {
         default_port = 443;
         skip = 8;
+        *https = 1;
     } else {
         return -1;
     }
@@ -89,7 +93,7 @@ static int parse_origin(const char *s, size_t len, char *host, size_t hostlen, u
     return 0;
 }
 
-int rewrite_check_origin(const struct http_head *req, char *why, size_t whylen)
+int rewrite_check_origin(const struct http_head *req, int https, char *why, size_t whylen)
 {
     size_t len;
     const char *which = "Origin";
@@ -110,14 +114,15 @@ int rewrite_check_origin(const struct http_head *req, char *why, size_t whylen)
         snprintf(why, whylen, "%s given without a usable Host header", which);
         return -1;
     }
-    /* The front door speaks plain HTTP, so a Host without a port means 80. */
-    snprintf(hostbuf, sizeof hostbuf, "http://%.*s", (int)host_len, host);
-    if (parse_origin(hostbuf, strlen(hostbuf), want_host, sizeof want_host, &want_port) != 0) {
+    /* The origin the client reached: our scheme, and Host (without a port, the scheme's default). */
+    snprintf(hostbuf, sizeof hostbuf, "%s://%.*s", https ? "https" : "http", (int)host_len, host);
+    int want_https, got_https;
+    if (parse_origin(hostbuf, strlen(hostbuf), &want_https, want_host, sizeof want_host, &want_port) != 0) {
         snprintf(why, whylen, "invalid Host header");
         return -1;
     }
-    if (parse_origin(v, len, got_host, sizeof got_host, &got_port) != 0 || got_port != want_port ||
-        strcasecmp(got_host, want_host) != 0) {
+    if (parse_origin(v, len, &got_https, got_host, sizeof got_host, &got_port) != 0 ||
+        got_https != want_https || got_port != want_port || strcasecmp(got_host, want_host) != 0) {
         snprintf(why, whylen, "cross-origin request refused: %s \"%.*s\" does not match Host \"%.*s\"", which,
                  (int)(len > 100 ? 100 : len), v, (int)host_len, host);
         return -1;
@@ -172,14 +177,47 @@ int rewrite_request_head(struct buf *out, const struct http_head *req, const str
             rc = buf_printf(out, "%.*s: %.*s\r\n", (int)nlen, name, (int)hd->value_len, value);
     }
     if (rc == 0)
-        rc = buf_printf(out, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nConnection: %s\r\n",
-                        r->client_addr, r->upgrade ? "Upgrade" : "keep-alive");
+        rc = buf_printf(out, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nConnection: %s\r\n",
+                        r->client_addr, r->https ? "https" : "http", r->upgrade ? "Upgrade" : "keep-alive");
     /* Content-Length comes last, so a collected body's length can be appended to a finished head. */
     if (rc == 0 && r->has_body)
         rc = buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
     if (rc == 0)
         rc = buf_puts(out, "\r\n");
     return rc;
+}
+
+/*
+ * Appends a Set-Cookie whose Secure attribute says how the client reached us:
+ * set over TLS (whatever qBittorrent's version knows of X-Forwarded-Proto),
+ * removed over plain HTTP, where a browser would drop a Secure cookie from a
+ * LAN address and the login would never stick (nginx's proxy_cookie_flags).
+ */
+static int put_set_cookie(struct buf *out, const char *name, size_t nlen, const char *v, size_t len,
+                          int https)
+{
+    int rc = buf_printf(out, "%.*s: ", (int)nlen, name);
+    const char *end = v + len, *p = v;
+    bool first = true, secure = false;
+    while (rc == 0 && p < end) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *stop = semi ? semi : end;
+        const char *a = p, *b = stop;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        bool is_secure = !first && b - a == 6 && strncasecmp(a, "secure", 6) == 0;
+        if (is_secure)
+            secure = true;
+        if ((first || a < b) && (!is_secure || https))
+            rc = buf_printf(out, "%s%.*s", first ? "" : "; ", (int)(b - a), a);
+        first = false;
+        p = semi ? semi + 1 : end;
+    }
+    if (rc == 0 && https && !secure)
+        rc = buf_puts(out, "; Secure");
+    return rc == 0 ? buf_puts(out, "\r\n") : rc;
 }
 
 int rewrite_response_head(struct buf *out, const struct http_head *resp, const struct rewrite_response *r)
@@ -199,7 +237,9 @@ int rewrite_response_head(struct buf *out, const struct http_head *resp, const s
             keep = r->framing == FRAMING_NONE;
         else
             keep = !hop_by_hop(name, nlen) && !named_by_connection(resp, name, nlen);
-        if (keep)
+        if (keep && name_is(name, nlen, "set-cookie"))
+            rc = put_set_cookie(out, name, nlen, value, hd->value_len, r->https);
+        else if (keep)
             rc = buf_printf(out, "%.*s: %.*s\r\n", (int)nlen, name, (int)hd->value_len, value);
     }
     if (rc != 0)

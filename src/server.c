@@ -52,6 +52,7 @@ struct client_conn {
     bool eof;       /* the client closed its side */
     bool broken;    /* a write failed: closing from the loop */
     bool peer_allowed;
+    bool tls; /* accepted as a TLS connection */
     char peer[INET6_ADDRSTRLEN];
     struct sockaddr_storage local; /* the address the client connected to (for the Host check) */
 };
@@ -68,6 +69,7 @@ struct server {
     void (*on_stopped)(void *arg);
     void *stop_arg;
     struct log_limiter client_error_limit;
+    struct tls_ctx *tls; /* new connections speak TLS over it when set (not ours) */
 };
 
 static void conn_close(struct client_conn *c);
@@ -408,6 +410,7 @@ static int on_request_head(struct request_reader *r)
     request_describe(r, &req);
     req.peer = c->peer;
     req.peer_allowed = c->peer_allowed;
+    req.tls = c->tls;
     req.local = (const struct sockaddr *)&c->local;
     bool wait = false;
     c->ex = c->srv->router.begin(c->srv->router.router_ctx, c, &req, &wait, &c->ops);
@@ -537,7 +540,8 @@ static void on_end(void *ctx, int err)
 {
     struct client_conn *c = ctx;
     if (err != UV_EOF)
-        log_debug("client %s: read failed: %s", c->peer, uv_strerror(err));
+        log_debug("client %s: read failed: %s", c->peer,
+                  stream_error(&c->st)[0] ? stream_error(&c->st) : uv_strerror(err));
     /* A client that half-closes after a complete request still gets its answer. */
     if (err == UV_EOF && c->phase != PHASE_LINGER &&
         (c->phase == PHASE_WAIT || (c->phase == PHASE_IDLE && stream_writing(&c->st)))) {
@@ -594,6 +598,14 @@ static void peer_describe(struct client_conn *c)
     }
 }
 
+/* Plain HTTP on the TLS port: the stream went plain for this one answer. */
+static void on_plain(struct stream *st)
+{
+    struct client_conn *c = st->ctx;
+    c->phase = PHASE_HEAD; /* a request is owed its answer */
+    conn_fail(c, 400, "this port speaks HTTPS: use an https:// address");
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct server *srv = listener->data;
@@ -630,6 +642,18 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(stream_tcp(&c->st), 1);
     peer_describe(c);
+    if (srv->tls && srv->nconns > srv->cfg->max_connections) {
+        /* A 503 would cost a TLS handshake, the very work there is too much of: close at once. */
+        log_debug("client %s: over MAX_CONNECTIONS; closed", c->peer);
+        conn_close(c);
+        return;
+    }
+    if (srv->tls && stream_tls_accept(&c->st, srv->tls, on_plain) != 0) {
+        log_error("out of memory for a TLS connection");
+        conn_close(c);
+        return;
+    }
+    c->tls = srv->tls != NULL;
     if (srv->nconns > srv->cfg->max_connections) {
         c->phase = PHASE_HEAD; /* a request is owed its answer: a shutdown lets the 503 go out */
         conn_fail(c, 503, "too many connections; try again later");
@@ -771,6 +795,11 @@ void server_stop(struct server *srv, void (*on_stopped)(void *arg), void *arg)
     }
     uv_timer_start(&srv->deadline, on_deadline, srv->cfg->shutdown_timeout_ms, 0);
     server_maybe_stopped(srv);
+}
+
+void server_use_tls(struct server *srv, struct tls_ctx *ctx)
+{
+    srv->tls = ctx;
 }
 
 void server_free(struct server *srv)

@@ -1,8 +1,8 @@
 /*
  * stream.h - a connected byte stream: the one path bytes take into and out of
  * the daemon, for client connections and connections to qBittorrent alike.
- * Plain TCP is its implementation today; TLS will be a second one behind the
- * same calls, with nothing above them changing.
+ * Plain TCP, or TLS over it (tls.h) once stream_tls_accept or
+ * stream_tls_connect is called: the same calls either way, on plaintext.
  *
  * The owner embeds the struct and hears of it through a handler table. Writes
  * go out at once where the socket takes them and are copied otherwise; the
@@ -37,6 +37,9 @@ struct stream_handler {
     void (*on_drain)(void *ctx);
 };
 
+struct tls_conn;
+struct tls_ctx;
+
 struct stream {
     uv_tcp_t tcp; /* the transport; stream_tcp() for what only TCP has (connect, accept, addresses) */
     const struct stream_handler *h;
@@ -46,6 +49,14 @@ struct stream {
     uv_shutdown_t shutdown_req;
     unsigned writes_pending; /* queued writes whose callback has not run */
     bool reading, closing, drain_wanted;
+    /* TLS, when on: the connection, whether the first bytes are still to be told apart from plain
+     * HTTP (server side), and who hears of the handshake (client side) or of plain HTTP. */
+    struct tls_conn *tls;
+    bool sniffing, handshaken;
+    unsigned char sniffed[16]; /* the first bytes, while too few to tell */
+    unsigned nsniffed;
+    void (*on_handshake)(struct stream *s, int status);
+    void (*on_plain)(struct stream *s);
 };
 
 /* Prepares an unconnected stream on loop; returns 0 or a libuv error. */
@@ -77,5 +88,26 @@ void stream_close(struct stream *s, bool reset, void (*on_closed)(struct stream 
 
 /* Returns 1 once stream_close was called. */
 int stream_closing(const struct stream *s);
+
+/*
+ * Makes an accepted stream speak TLS as the server, over ctx. When the first
+ * bytes are plain HTTP instead of a TLS handshake, the stream goes plain
+ * and calls on_plain (from the loop) for the owner to answer in plain text
+ * and close. Returns 0 or UV_ENOMEM.
+ */
+int stream_tls_accept(struct stream *s, struct tls_ctx *ctx, void (*on_plain)(struct stream *s));
+
+/*
+ * Starts TLS as the client on a connected stream, checking the peer's
+ * certificate against host; reading must be on. on_handshake gets 0 once the
+ * stream is ready for writes, or UV_EPROTO (stream_error says why); it runs
+ * from the loop, never inside this call. Returns 0 or a libuv error (then
+ * stream_error may say why).
+ */
+int stream_tls_connect(struct stream *s, struct tls_ctx *ctx, const char *host,
+                       void (*on_handshake)(struct stream *s, int status));
+
+/* Why the stream failed, in words (a TLS handshake or record error); "" when nothing says more. */
+const char *stream_error(const struct stream *s);
 
 #endif

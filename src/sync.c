@@ -550,5 +550,11 @@ int sync_readiness(const struct sync *s, char *text, size_t len)
                  "warning: qBittorrent's localhost bypass is on and it does not trust this sidecar's "
                  "X-Forwarded-For: clients in ALLOWED_IPS get the WebUI without a password "
                  "(set QBIT_TRUST_PROXY=true)\n");
+    used = strlen(text);
+    if (s->cfg->qbit_tls_insecure && used < len)
+        snprintf(
+            text + used, len - used,
+            "warning: QBIT_TLS_INSECURE=true: qBittorrent's certificate is not checked (set QBIT_CA_FILE "
+            "to it instead)\n");
     return status;
 }

@@ -12,13 +12,14 @@
 #include <string.h>
 
 #include "stream.h"
+#include "tls.h"
 
 #define MAX_ADDRS 8
 #define HEAD_LIMIT (64 * 1024)
 
 enum conn_state {
     UC_RESOLVING,  /* waiting for the host's addresses */
-    UC_CONNECTING, /* trying addresses one by one */
+    UC_CONNECTING, /* trying addresses one by one (the TLS handshake included) */
     UC_RETRYING,   /* a failed attempt's socket is closing; the next address follows */
     UC_ACTIVE,     /* carrying an exchange for its owner */
     UC_IDLE,       /* in the pool */
@@ -41,7 +42,7 @@ struct upstream_conn {
     unsigned attempt; /* addresses tried so far in this connect */
     unsigned first;   /* the address this connect began with (the preferred one then) */
     int last_error;
-    bool reused, got_response, head_done, complete, keep_alive, tunnel;
+    bool reused, got_response, head_done, complete, keep_alive, tunnel, handshaking;
     bool no_body, request_done, paused, not_reusable, interim, upgrade_asked;
     uint64_t deadline;   /* loop time the exchange must be over by, 0 for none */
     const char *invalid; /* what a parser callback found wrong with the response, or NULL */
@@ -65,6 +66,9 @@ struct upstream {
 
 static void conn_destroy(struct upstream_conn *c, bool reset);
 static void start_attempt(struct upstream_conn *c);
+static void connected(struct upstream_conn *c, unsigned idx);
+static void tls_refused(struct upstream_conn *c, int err);
+static void on_handshake(struct stream *st, int status);
 static const struct stream_handler stream_events;
 static void on_attempt_closed(struct stream *st);
 static void on_attempt_timeout(uv_timer_t *t);
@@ -394,6 +398,15 @@ static void on_end(void *ctx, int err)
         conn_destroy(c, false);
         return;
     }
+    if (c->handshaking && c->state == UC_CONNECTING) {
+        c->handshaking = false;
+        if (err == UV_EOF)
+            conn_fail(c, UV_EPROTO,
+                      "TLS: the connection closed during the handshake (the server may speak plain HTTP)");
+        else
+            tls_refused(c, err);
+        return;
+    }
     if (c->state != UC_ACTIVE)
         return;
     if (err == UV_EOF && c->head_done && !c->complete && !c->tunnel) {
@@ -410,9 +423,11 @@ static void on_end(void *ctx, int err)
         c->not_reusable = true;
         return;
     }
+    const char *tls_why = stream_error(&c->st);
     conn_fail(c, err,
               err == UV_EOF ? (c->got_response ? "the connection closed mid-response"
                                                : "the connection closed before any response")
+              : tls_why[0]  ? tls_why
                             : NULL);
 }
 
@@ -567,20 +582,66 @@ static void on_connected(uv_connect_t *req, int status)
         stream_close(&c->st, false, on_attempt_closed);
         return;
     }
-    /* Remember the address that answered, so the next connection starts with it. */
-    up->preferred = idx;
-    c->state = UC_ACTIVE;
     uv_tcp_nodelay(stream_tcp(&c->st), 1);
     stream_read(&c->st, true);
+    if (up->opt.tls) {
+        /* The handshake is part of connecting: the attempt's timer, started with the connect, bounds it. */
+        int rc = stream_tls_connect(&c->st, up->opt.tls, up->url->host, on_handshake);
+        if (rc != 0) {
+            tls_refused(c, rc);
+            return;
+        }
+        c->handshaking = true;
+        return;
+    }
+    connected(c, idx);
+}
+
+/* The connection to address idx is ready for exchanges. */
+static void connected(struct upstream_conn *c, unsigned idx)
+{
+    /* Remember the address that answered, so the next connection starts with it. */
+    c->up->preferred = idx;
+    c->state = UC_ACTIVE;
     arm_timer(c);
     became_ready(c);
+}
+
+/*
+ * TLS failed on a connection that did connect: a certificate or protocol
+ * problem that the next address would show the same way, so it ends the connect.
+ */
+static void tls_refused(struct upstream_conn *c, int err)
+{
+    const char *why = stream_error(&c->st);
+    snprintf(c->reason, sizeof c->reason, "TLS: %s", why[0] ? why : uv_strerror(err));
+    conn_fail(c, UV_EPROTO, c->reason);
+}
+
+static void on_handshake(struct stream *st, int status)
+{
+    struct upstream_conn *c = conn_of(st);
+    if (c->state != UC_CONNECTING)
+        return;
+    c->handshaking = false;
+    if (status < 0) {
+        tls_refused(c, status);
+        return;
+    }
+    connected(c, (c->first + c->attempt) % c->up->naddrs);
 }
 
 static void on_attempt_timeout(uv_timer_t *t)
 {
     struct upstream_conn *c = t->data;
-    snprintf(c->reason, sizeof c->reason, "no answer to the connect within %u s",
-             c->up->opt.connect_timeout_ms / 1000);
+    if (c->handshaking)
+        snprintf(c->reason, sizeof c->reason,
+                 "no TLS handshake within %u s (the server may speak plain HTTP)",
+                 c->up->opt.connect_timeout_ms / 1000);
+    else
+        snprintf(c->reason, sizeof c->reason, "no answer to the connect within %u s",
+                 c->up->opt.connect_timeout_ms / 1000);
+    c->handshaking = false;
     c->last_error = UV_ETIMEDOUT;
     c->attempt++;
     /* Closing cancels the connect; on_connected sees the state and the close callback moves on. */
@@ -690,7 +751,8 @@ static void resolve(struct upstream *up)
 /*
  * True when an idle connection has bytes or an end of stream waiting that its on_read has not seen
  * yet (the loop polls after the timers, so it may not have): reusing it would hand them to the next
- * exchange as its response.
+ * exchange as its response. Over TLS the bytes may be a close_notify or a late session ticket;
+ * either way the connection is not taken, which costs at most a new one.
  */
 static bool stale(const struct upstream_conn *c)
 {

@@ -1,7 +1,8 @@
 /*
  * upstream.h - the HTTP/1.1 client to qBittorrent, shared by the reverse proxy
  * and the port-sync API calls (one HTTP stack). It resolves QBIT_ADDR's host
- * without blocking, tries each address until one answers and remembers it,
+ * without blocking, tries each address until one answers (and, for https://,
+ * completes a TLS handshake that verifies qBittorrent) and remembers it,
  * keeps a bounded pool of idle keep-alive connections (dropped before
  * qBittorrent's own ~7 s idle close), parses responses with llhttp and bounds
  * every wait with a timer.
@@ -26,6 +27,7 @@
 #include "stream.h"
 #include "url.h"
 
+struct tls_ctx;
 struct upstream;
 struct upstream_conn;
 
@@ -83,6 +85,7 @@ struct upstream_options {
     unsigned io_timeout_ms;       /* without progress while a body or tunnel streams */
     unsigned pool_idle_ms;        /* an idle pooled connection is closed after this */
     unsigned pool_max;            /* idle connections kept at most */
+    struct tls_ctx *tls;          /* speak TLS over it (https://), or NULL; must outlive the client */
 };
 
 /* Creates the client for url; returns 0 or a negative libuv error. The url must outlive it. */

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +32,12 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 PASSTHROUGH_ENV = ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+
+
+def pytest_configure(config):
+    # A qBittorrent certificate for another address than 127.0.0.1, or an expired one, is not checked
+    # by the harness (qbt_rig.QbtInstance.verify): the sidecar is what checks it.
+    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
 
 
 def pytest_report_header(config):
@@ -214,13 +221,27 @@ class Response:
         return f"<Response {self.version} {self.status} {self.reason!r} {self.headers} {self.body!r}>"
 
 
-class RawConn:
-    """A client socket with a read buffer, for tests that need exact bytes on the wire."""
+def tls_client_context(verify):
+    """An ssl.SSLContext for a test client: trusting the PEM file verify (names checked), or, when
+    verify is False, checking nothing."""
+    if verify is False:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=str(verify))
 
-    def __init__(self, host, port, timeout=5.0):
+
+class RawConn:
+    """A client socket with a read buffer, for tests that need exact bytes on the wire; over TLS when
+    given an ssl.SSLContext (the handshake is done when the constructor returns)."""
+
+    def __init__(self, host, port, timeout=5.0, tls=None):
         self.sock = socket.socket(family_of(host), socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
         self.buf = b""
 
     def close(self):
@@ -299,7 +320,7 @@ class RawConn:
         while True:
             try:
                 chunk = self.sock.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLEOFError):
                 return data
             except socket.timeout:
                 pytest.fail(f"the server did not close the connection; received {data!r}")
@@ -319,15 +340,16 @@ def request_bytes(method, path, headers=None, body=b"", version="HTTP/1.1", host
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def http_request(host, port, method, path, headers=None, body=b""):
-    """One request on a fresh connection with Connection: close; returns the Response. Its Host is
-    the address connected to, as a browser sends it when given that address (headers may set another)."""
+def http_request(host, port, method, path, headers=None, body=b"", tls=None):
+    """One request on a fresh connection (over TLS with the ssl.SSLContext tls) with Connection: close;
+    returns the Response. Its Host is the address connected to, as a browser sends it when given that
+    address (headers may set another)."""
     hdrs = {"Connection": "close"}
     hdrs.update(headers or {})
     if body:
         hdrs["Content-Length"] = str(len(body))
     authority = hdrs.pop("Host", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    with RawConn(host, port) as c:
+    with RawConn(host, port, tls=tls) as c:
         c.send(request_bytes(method, path, hdrs, body, host=authority))
         return c.read_response(head=(method == "HEAD"))
 
@@ -344,6 +366,10 @@ class Daemon:
         self.host = host  # where to connect: LISTEN_ADDR, or 127.0.0.1 when unset
         self.expect_clean_exit = True  # a test that expects otherwise sets it False
         self.stopped_by_test = False
+        # Over TLS when TLS_CERT_FILE is set; clients trust that certificate itself (self-signed in
+        # most tests) unless the test sets verify to its CA's file, or False.
+        self.tls = "TLS_CERT_FILE" in env
+        self.verify = str(env["TLS_CERT_FILE"]) if self.tls else True
 
     @property
     def pid(self):
@@ -354,8 +380,17 @@ class Daemon:
         return self.stopped_by_test
 
     @property
+    def scheme(self):
+        return "https" if self.tls else "http"
+
+    @property
     def base_url(self):
-        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def tls_context(self):
+        """The client context for this daemon's port, None when it speaks plain HTTP."""
+        return tls_client_context(self.verify) if self.tls else None
 
     @property
     def origin(self):
@@ -371,10 +406,10 @@ class Daemon:
         return self.out_path.read_bytes().decode("utf-8", "replace")
 
     def request(self, method, path, headers=None, body=b"", host=None):
-        return http_request(host or self.host, self.port, method, path, headers, body)
+        return http_request(host or self.host, self.port, method, path, headers, body, tls=self.tls_context())
 
     def connect(self, host=None, timeout=5.0):
-        return RawConn(host or self.host, self.port, timeout)
+        return RawConn(host or self.host, self.port, timeout, tls=self.tls_context())
 
     def terminate(self, timeout=STOP_TIMEOUT):
         """Sends SIGTERM and waits for the exit; returns the exit status and the seconds it took.

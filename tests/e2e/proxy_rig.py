@@ -23,9 +23,10 @@ HEALTHZ_TIMEOUT = 10.0
 SANITIZED = os.environ.get("QGS_SANITIZED") == "1"
 
 
-def new_upstream(host="127.0.0.1"):
-    """A started RecordingUpstream that sets the daemon's own API calls apart from proxied ones."""
-    up = RecordingUpstream(host)
+def new_upstream(host="127.0.0.1", tls=None):
+    """A started RecordingUpstream (over TLS with the server ssl.SSLContext tls) that sets the daemon's
+    own API calls apart from proxied ones."""
+    up = RecordingUpstream(host, tls=tls)
     up.is_own = is_daemon_own_request
     up.own_handler = qbittorrent_like
     return up.start()
@@ -61,7 +62,7 @@ def proxy(upstream, daemon):
             if d.proc.poll() is not None:
                 pytest.fail(f"daemon exited with {d.proc.returncode}; log:\n{d.log()}")
             try:
-                return http_request(d.host, d.port, "GET", "/healthz").status == 200
+                return http_request(d.host, d.port, "GET", "/healthz", tls=d.tls_context()).status == 200
             except (OSError, EOFError, AssertionError, ValueError):
                 return False
 
@@ -110,7 +111,7 @@ def req(method, target, headers=(), body=b"", host="", version="HTTP/1.1"):
 
 
 def connect(d, timeout=10.0):
-    return RawConn(d.host, d.port, timeout)
+    return RawConn(d.host, d.port, timeout, tls=d.tls_context())
 
 
 def exchange(d, method, target, headers=(), body=b"", host=None, timeout=10.0):

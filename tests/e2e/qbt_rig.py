@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,7 +153,9 @@ class QbtInstance:
       reverse_proxy: turn on reverse-proxy support with trusted_proxies as the trusted list;
       listen_port / webui_port: fixed ports (default: free ones);
       extra_conf: {(section, key): value} written as well, e.g. {("Preferences",
-      "WebUI\\HostHeaderValidation"): "false"}.
+      "WebUI\\HostHeaderValidation"): "false"};
+      https: a tls_rig.Cert to serve the WebUI over HTTPS with (WebUI\\HTTPS\\*), and ca: the PEM
+      file the harness trusts for it (its issuer, or the certificate itself when self-signed).
     """
 
     def __init__(
@@ -168,6 +171,8 @@ class QbtInstance:
         listen_port=None,
         webui_port=None,
         extra_conf=None,
+        https=None,
+        ca=None,
     ):
         assert isinstance(build, QbtBuild) and build.available, build
         self.profile_dir = Path(profile_dir).resolve()
@@ -181,6 +186,13 @@ class QbtInstance:
         self.initial_listen_port = listen_port or free_port()
         self.webui_port = webui_port or free_port()
         self.extra_conf = dict(extra_conf or {})
+        self.https = https
+        self.ca_file = str(ca or https.cert) if https else None  # what the sidecar's QBIT_CA_FILE trusts
+        # The harness reaches the WebUI at 127.0.0.1 and checks the certificate where it is valid for
+        # that address; a test that gives qBittorrent another one checks nothing here (the sidecar does).
+        self.verify = True
+        if https:
+            self.verify = self.ca_file if "IP:127.0.0.1" in https.sans and not https.expired else False
         self.proc = None
         self.stdout_path = self.profile_dir / "qbittorrent-nox.out"
         self.starts = 0
@@ -200,7 +212,7 @@ class QbtInstance:
 
     @property
     def base_url(self):
-        return f"http://127.0.0.1:{self.webui_port}"
+        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.webui_port}"
 
     @property
     def origin(self):
@@ -237,6 +249,17 @@ class QbtInstance:
                 "WebUI\\TrustedReverseProxiesList": self.trusted_proxies if self.reverse_proxy else "",
             },
         }
+        if self.https:
+            # Copies inside the profile: a build in its own root sees only that directory.
+            tls_dir = self.profile_dir / "webui-tls"
+            tls_dir.mkdir(exist_ok=True)
+            shutil.copy(self.https.cert, tls_dir / "cert.pem")
+            shutil.copy(self.https.key, tls_dir / "key.pem")
+            conf["Preferences"].update({
+                "WebUI\\HTTPS\\Enabled": "true",
+                "WebUI\\HTTPS\\CertificatePath": str(tls_dir / "cert.pem"),
+                "WebUI\\HTTPS\\KeyPath": str(tls_dir / "key.pem"),
+            })
         for (section, key), value in self.extra_conf.items():
             conf.setdefault(section, {})[key] = str(value)
         parser = self._parser()
@@ -339,7 +362,7 @@ class QbtInstance:
             if self.proc.poll() is not None:
                 pytest.fail(f"qBittorrent exited with {self.proc.returncode} before answering\n{self.diagnostics()}")
             try:
-                r = requests.get(self.base_url + "/api/v2/app/version", timeout=1.0)
+                r = requests.get(self.base_url + "/api/v2/app/version", timeout=1.0, verify=self.verify)
             except requests.RequestException:
                 return False
             return r.status_code in (200, 403)
@@ -397,10 +420,12 @@ class QbtInstance:
     def api_login(self, username=None, password=None):
         """Logs in through POST /api/v2/auth/login; returns the requests.Session holding the SID."""
         s = requests.Session()
+        s.verify = self.verify
         r = s.post(
             self.base_url + "/api/v2/auth/login",
             data={"username": username or self.username, "password": password or self.password},
             timeout=10,
+            verify=self.verify,
         )
         assert self.login_ok(r), f"login failed: {r.status_code} {r.text!r}"
         assert self.sid_cookie in s.cookies, f"no {self.sid_cookie} cookie after login: {r.headers}"
@@ -409,6 +434,7 @@ class QbtInstance:
     def api(self, method, path, **kwargs):
         """A request to the WebUI with the logged-in session; returns the requests.Response."""
         kwargs.setdefault("timeout", 10)
+        kwargs.setdefault("verify", self.verify)  # per request: REQUESTS_CA_BUNDLE beats a session's
         return self.session().request(method, self.base_url + path, **kwargs)
 
     def preferences(self):
@@ -497,7 +523,8 @@ class QbtInstance:
         mismatching Referer (qBittorrent 4.5 logs "Referer header & Target origin mismatch!"
         and answers 401, whether or not a login is needed)."""
         token = f"log-barrier-{secrets.token_hex(8)}.invalid"
-        r = requests.get(self.base_url + "/api/v2/app/version", headers={"Referer": f"http://{token}/"}, timeout=5)
+        r = requests.get(self.base_url + "/api/v2/app/version", headers={"Referer": f"http://{token}/"}, timeout=5,
+                         verify=self.verify)
         assert r.status_code == 401, f"log barrier request: {r.status_code} {r.text!r}"
         self.wait_log(token, timeout)
         return self.log_text()
@@ -523,9 +550,12 @@ def start_sidecar(qbt_instance, work_dir, n=0, **overrides):
     env = {"ALLOWED_IPS": "127.0.0.1,::1", "PORT_FILE": Path(work_dir) / "forwarded_port"}
     if qbt_instance is not None:
         env["QBIT_ADDR"] = qbt_instance.base_url
+        if qbt_instance.https:
+            env["QBIT_CA_FILE"] = qbt_instance.ca_file
     env.update(overrides)
     return start_daemon(bin_path(), work_dir, n,
-                        ready=lambda d: requests.get(d.base_url + "/healthz", timeout=1.0).status_code == 200,
+                        ready=lambda d: requests.get(d.base_url + "/healthz", timeout=1.0,
+                                                     verify=d.verify).status_code == 200,
                         **env)
 
 
@@ -540,7 +570,7 @@ def sync_call(sc, method="GET", timeout=30.0, retry_429=True):
 
     def call():
         t0 = time.monotonic()
-        r = requests.request(method, sc.base_url + "/sync", timeout=timeout)
+        r = requests.request(method, sc.base_url + "/sync", timeout=timeout, verify=sc.verify)
         if r.status_code == 429 and retry_429:
             return None
         return [r, time.monotonic() - t0]  # a list: a Response with a 4xx/5xx status is falsy
@@ -554,7 +584,7 @@ def sync_call(sc, method="GET", timeout=30.0, retry_429=True):
 
 
 def readyz(sc):
-    r = requests.get(sc.base_url + "/readyz", timeout=10)
+    r = requests.get(sc.base_url + "/readyz", timeout=10, verify=sc.verify)
     return r.status_code, r.text
 
 

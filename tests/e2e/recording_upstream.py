@@ -16,7 +16,8 @@ Actions: Reply (Content-Length, chunked, read-to-close or no body; optionally sl
 Stall (never answer), CloseMidBody (head, part of the body, close), CloseNoAnswer (close after
 reading the request). Options on the upstream: close idle keep-alive connections after a
 delay (as qBittorrent does), answer `Expect: 100-continue`, pause while reading a body (for
-back-pressure tests).
+back-pressure tests), speak TLS (RecordingUpstream(tls=server SSLContext); each connection
+records the SNI name it was sent, or None, and a failed handshake).
 
 The upstream never validates what it receives beyond what it needs to frame requests: a
 request it cannot parse is recorded with `error` set, answered 400 and the connection closed,
@@ -129,6 +130,8 @@ class ConnRecord:
         self.closed = threading.Event()
         self.closed_by = None  # "peer", "upstream" or "stop"
         self.thread = None
+        self.sni = None  # over TLS: the server name the client sent
+        self.tls_error = None  # over TLS: why the handshake failed
 
     def __repr__(self):
         return f"<ConnRecord #{self.index} requests={len(self.requests)} closed_by={self.closed_by}>"
@@ -435,8 +438,9 @@ def default_handler(req, conn):
 
 
 class RecordingUpstream:
-    def __init__(self, host="127.0.0.1", port=0):
+    def __init__(self, host="127.0.0.1", port=0, tls=None):
         self.host = host  # 127.0.0.1, or ::1 for an IPv6-only upstream
+        self.tls = tls  # an ssl.SSLContext (server side) to speak TLS with, or None
         self.want_port = port  # 0: any free port
         self.port = None
         self.handler = default_handler
@@ -593,7 +597,30 @@ class RecordingUpstream:
                 self._lock.notify_all()
             t.start()
 
+    @staticmethod
+    def _on_sni(sslsock, name, ctx):
+        sslsock.qgs_conn.sni = name
+
+    def _handshake(self, conn):
+        """Makes the connection TLS (in its own thread, so a stalled client stalls nobody else)."""
+        self.tls.sni_callback = self._on_sni
+        sock = self.tls.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
+        sock.qgs_conn = conn
+        conn.sock = sock
+        sock.settimeout(IO_TIMEOUT)
+        sock.do_handshake()
+
     def _serve(self, conn):
+        if self.tls is not None:
+            try:
+                self._handshake(conn)
+            except (OSError, ValueError) as e:
+                conn.tls_error = repr(e)
+                conn.closed_by = "peer"
+                conn.sock.close()
+                conn.closed.set()
+                self._notify()
+                return
         reader = _Reader(conn.sock, conn, self)
         try:
             while not self._stopping.is_set():

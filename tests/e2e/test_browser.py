@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from qbt_rig import make_torrent
+from tls_rig import self_signed, spki_sha256
 
 pytest_plugins = ("qbt_rig",)  # the qbt and sidecar fixtures
 
@@ -37,8 +38,9 @@ def _require_browser():
     return node
 
 
-def run_browser(url, username, password, expect, screenshot, timeout_ms=SCRIPT_TIMEOUT_MS):
-    """Runs the node script; returns (parsed JSON result, CompletedProcess)."""
+def run_browser(url, username, password, expect, screenshot, timeout_ms=SCRIPT_TIMEOUT_MS, trust=None):
+    """Runs the node script (trusting the certificate trust, a tls_rig.Cert); returns (parsed JSON
+    result, CompletedProcess)."""
     node = _require_browser()
     cmd = [
         node, str(SCRIPT),
@@ -50,6 +52,8 @@ def run_browser(url, username, password, expect, screenshot, timeout_ms=SCRIPT_T
         "--timeout", str(timeout_ms),
         "--chromium", str(CHROMIUM),
     ]
+    if trust is not None:
+        cmd += ["--trust-spki", spki_sha256(trust)]
     # The script stops itself at its own deadline (and closes chromium, removes its user-data
     # dir); the process timeout is only a backstop.
     p = subprocess.run(
@@ -80,6 +84,22 @@ def test_browser_logs_in_through_proxy_and_sees_torrent(qbt_with_torrent, sideca
     assert p.returncode == 0, detail
     assert any(t.name in row for row in result["rows"]), detail
     assert shot.exists() and shot.stat().st_size > 0, detail
+
+
+def test_browser_through_the_tls_front_door_gets_a_secure_session_cookie(qbt_with_torrent, sidecar, tmp_path):
+    """HTTPS at the front door: the same login and list, and the session cookie the browser keeps is
+    Secure (whatever this qBittorrent version does with X-Forwarded-Proto)."""
+    q, t = qbt_with_torrent
+    front = self_signed(tmp_path / "front", "front")
+    sc = sidecar(q, TLS_CERT_FILE=front.cert, TLS_KEY_FILE=front.key)
+    shot = tmp_path / "browser-tls.png"
+    result, p = run_browser(sc.base_url + "/", q.username, q.password, t.name, shot, trust=front)
+    detail = f"result: {json.dumps(result, indent=1)}\nstderr:\n{p.stderr[-2000:]}\nsidecar log:\n{sc.log()[-3000:]}"
+    assert result["ok"] is True and p.returncode == 0, detail
+    assert sc.base_url.startswith("https://") and result["finalUrl"].startswith("https://"), detail
+    assert any(t.name in row for row in result["rows"]), detail
+    sid = [c for c in result["cookies"] if c["name"] == q.sid_cookie]
+    assert sid and sid[0]["secure"] and sid[0]["httpOnly"], detail
 
 
 def test_browser_script_against_qbittorrent_directly(qbt_with_torrent, tmp_path):

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, base_env, free_port, http_request, wait_until
+from conftest import REPO_ROOT, base_env, free_port, http_request, tls_client_context, wait_until
+from tls_rig import self_signed
 
 DEPLOY = REPO_ROOT / "deploy"
 
@@ -116,7 +117,8 @@ def test_every_yaml_file_parses():
 def test_deployment_files_use_only_known_variables(qgs_bin):
     known = known_variables(qgs_bin)
     found = list(sidecar_env_names())
-    assert len({p.name for p, _ in found}) == 2, "both compose.yaml and the Deployment configure the sidecar"
+    names = {p.name for p, _ in found}
+    assert {"compose.yaml", "deployment.yaml"} <= names, f"compose.yaml and the Deployment configure the sidecar: {names}"
     unknown = [(str(p), v) for p, v in found if v not in known]
     assert not unknown, f"variables the daemon does not know: {unknown}"
     env_example = DEPLOY / "systemd" / "qbit-gluetun-sync.env.example"
@@ -140,6 +142,31 @@ def test_kubernetes_pod_is_locked_down():
     assert mounts["/tmp/gluetun"]["readOnly"] is True
     service = next(doc for _, doc in yaml_documents() if doc.get("kind") == "Service")
     assert [p["port"] for p in service["spec"]["ports"]] == [9090]
+
+
+def test_tls_variants_serve_https_from_a_renewable_mount():
+    """The Kubernetes overlay and the compose override: both TLS variables, HTTPS probes, and the
+    certificate mounted as a directory (a subPath mount would never see a renewal)."""
+    tls_dir = DEPLOY / "kubernetes" / "tls"
+    kustomization = yaml.safe_load((tls_dir / "kustomization.yaml").read_text())
+    assert ".." in kustomization["resources"]
+    for entry in kustomization["resources"][1:] + [p["path"] for p in kustomization["patches"]]:
+        assert (tls_dir / entry).exists(), entry
+    patch = yaml.safe_load((tls_dir / "deployment-tls.yaml").read_text())
+    pod = patch["spec"]["template"]["spec"]
+    sidecar = next(c for c in pod["containers"] if c["name"] == "qbit-gluetun-sync")
+    env = {e["name"]: e["value"] for e in sidecar["env"]}
+    mount = next(m for m in sidecar["volumeMounts"] if m["name"] == "tls")
+    assert "subPath" not in mount and mount["readOnly"] is True
+    assert env["TLS_CERT_FILE"].startswith(mount["mountPath"] + "/") and env["TLS_KEY_FILE"].startswith(mount["mountPath"] + "/")
+    assert sidecar["livenessProbe"]["httpGet"]["scheme"] == "HTTPS" == sidecar["readinessProbe"]["httpGet"]["scheme"]
+    cert = yaml.safe_load((tls_dir / "certificate.yaml").read_text())
+    volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert cert["kind"] == "Certificate" and cert["spec"]["secretName"] == volume["secret"]["secretName"]
+    compose = yaml.safe_load((DEPLOY / "compose.tls.yaml").read_text())["services"]["qbit-gluetun-sync"]
+    compose_env = dict(item.split("=", 1) for item in compose["environment"])
+    assert {"TLS_CERT_FILE", "TLS_KEY_FILE"} <= set(compose_env)
+    assert any(v.endswith(":/tls:ro") for v in compose["volumes"])
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
@@ -171,45 +198,107 @@ def ldd_libraries(binary):
     return sorted(set(re.findall(r"(/\S+)", out)))
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for chroot and mounts")
-@pytest.mark.skipif(os.environ.get("QGS_SANITIZED") == "1", reason="checks the release binary's runtime contract")
-def test_runs_in_empty_read_only_root_as_nonroot(qgs_bin, tmp_path):
+def openssl_libraries():
+    """libssl and libcrypto as the dynamic loader finds them, with what they need in turn: what the
+    daemon dlopen()s once TLS is configured (gcr.io/distroless/base has them)."""
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    libs = set()
+    for name in ("libssl.so.3", "libcrypto.so.3"):
+        found = re.findall(rf"^\s+{re.escape(name)} \(([^)]*)\) => (\S+)", out, re.M)
+        native = [path for flavour, path in found if os.uname().machine.replace("_", "-") in flavour]
+        paths = native or [path for _, path in found]
+        assert paths, f"{name} not found by ldconfig -p:\n{out}"
+        libs.add(paths[0])
+        libs.update(ldd_libraries(paths[0]))
+    return sorted(libs)
+
+
+def run_in_empty_root(qgs_bin, tmp_path, libs, files=(), **env):
+    """Starts the release binary as distroless' nonroot in a read-only root holding only it, libs and
+    files ((path inside, bytes)); returns the process and its log's path."""
     root = tmp_path / "root"
     (root / "usr/local/bin").mkdir(parents=True)
     shutil.copy(qgs_bin, root / "usr/local/bin/qbit-gluetun-sync")
-    for lib in ldd_libraries(qgs_bin):
+    for lib in libs:
         dest = root / lib.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(os.path.realpath(lib), dest)
-    (root / "tmp/gluetun").mkdir(parents=True)
-    (root / "tmp/gluetun/forwarded_port").write_text("45678")
+    for inside, data in files:
+        dest = root / inside.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
     for p in [root, *root.rglob("*")]:
         os.chmod(p, 0o755)  # readable and executable by nonroot; nothing will be writable anyway
-    port = free_port()
-    env = base_env(LISTEN_ADDR="127.0.0.1", LISTEN_PORT=port, ALLOWED_IPS="127.0.0.1",
-                   QBIT_ADDR=f"http://127.0.0.1:{free_port()}")
     # A private mount namespace makes the root read-only; chroot drops to distroless' nonroot (65532).
     script = f'mount --bind "{root}" "{root}" && mount -o remount,bind,ro "{root}" && ' \
              f'exec chroot --userspec=65532:65532 "{root}" /usr/local/bin/qbit-gluetun-sync'
-    log = open(tmp_path / "log", "wb")
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    log_path = tmp_path / "log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                                env=base_env(**env), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    return proc, log_path
+
+
+def serve_and_stop(proc, log_path, answered):
+    """Waits until answered() holds, checks the daemon runs as nonroot, stops it by PID (exit 0)."""
     try:
-        def answered():
-            assert proc.poll() is None, (tmp_path / "log").read_text()
+        def up():
+            assert proc.poll() is None, log_path.read_text()
             try:
-                return http_request("127.0.0.1", port, "GET", "/healthz").status == 200
+                return answered()
             except OSError:
                 return False
-        wait_until(answered, 10, message="no /healthz from the daemon in the empty root")
-        r = http_request("127.0.0.1", port, "GET", "/sync")
-        assert json.loads(r.body)["desired_port"] == 45678, r  # it read the port file
+        wait_until(up, 10, message=lambda: f"the daemon in the empty root never answered:\n{log_path.read_text()}")
         inner = proc.pid  # unshare and sh exec into chroot, which execs the daemon: one process
         status = open(f"/proc/{inner}/status").read()
         assert re.search(r"^Uid:\s+65532\s", status, re.M), status
         os.kill(inner, signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, (tmp_path / "log").read_text()
+        assert proc.wait(timeout=10) == 0, log_path.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                                reason="needs root for chroot and mounts")
+release_only = pytest.mark.skipif(os.environ.get("QGS_SANITIZED") == "1",
+                                  reason="checks the release binary's runtime contract")
+
+
+@needs_root
+@release_only
+def test_runs_in_empty_read_only_root_as_nonroot(qgs_bin, tmp_path):
+    port = free_port()
+    proc, log_path = run_in_empty_root(
+        qgs_bin, tmp_path, ldd_libraries(qgs_bin), [("/tmp/gluetun/forwarded_port", b"45678")],
+        LISTEN_ADDR="127.0.0.1", LISTEN_PORT=port, ALLOWED_IPS="127.0.0.1", QBIT_ADDR=f"http://127.0.0.1:{free_port()}")
+
+    def answered():
+        if http_request("127.0.0.1", port, "GET", "/healthz").status != 200:
+            return False
+        r = http_request("127.0.0.1", port, "GET", "/sync")
+        assert json.loads(r.body)["desired_port"] == 45678, r  # it read the port file
+        return True
+    serve_and_stop(proc, log_path, answered)
+
+
+@needs_root
+@release_only
+def test_tls_in_an_empty_root_needs_libssl_and_nothing_else(qgs_bin, tmp_path):
+    """With TLS configured the root needs libssl and libcrypto on top of what ldd lists (they are
+    loaded only then, so a daemon without TLS does not pay their memory); without them the start-up
+    error says what to install."""
+    cert = self_signed(tmp_path / "certs", "front")
+    files = [("/tls/tls.crt", cert.cert.read_bytes()), ("/tls/tls.key", cert.key.read_bytes())]
+    port = free_port()
+    env = dict(LISTEN_ADDR="127.0.0.1", LISTEN_PORT=port, ALLOWED_IPS="127.0.0.1",
+               QBIT_ADDR=f"http://127.0.0.1:{free_port()}", TLS_CERT_FILE="/tls/tls.crt", TLS_KEY_FILE="/tls/tls.key")
+    proc, log_path = run_in_empty_root(qgs_bin, tmp_path / "without", ldd_libraries(qgs_bin), files, **env)
+    assert proc.wait(timeout=10) == 2, log_path.read_text()
+    assert "cannot load OpenSSL (libssl.so.3)" in log_path.read_text() and "libssl3" in log_path.read_text()
+
+    libs = sorted(set(ldd_libraries(qgs_bin)) | set(openssl_libraries()))
+    proc, log_path = run_in_empty_root(qgs_bin, tmp_path / "with", libs, files, **env)
+    ctx = tls_client_context(cert.cert)
+    serve_and_stop(proc, log_path, lambda: http_request("127.0.0.1", port, "GET", "/healthz", tls=ctx).status == 200)

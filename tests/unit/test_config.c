@@ -13,9 +13,10 @@
 #include "config.h"
 
 static const char *const all_vars[] = {
-    "QBIT_ADDR",    "QBIT_USER",        "QBIT_PASS",       "QBIT_PASS_FILE",  "PORT_FILE",
-    "LISTEN_PORT",  "LISTEN_ADDR",      "ALLOWED_IPS",     "LOG_LEVEL",       "HEADER_TIMEOUT",
-    "IDLE_TIMEOUT", "SHUTDOWN_TIMEOUT", "MAX_HEADER_SIZE", "MAX_CONNECTIONS",
+    "QBIT_ADDR",    "QBIT_USER",        "QBIT_PASS",         "QBIT_PASS_FILE",  "PORT_FILE",
+    "LISTEN_PORT",  "LISTEN_ADDR",      "ALLOWED_IPS",       "LOG_LEVEL",       "HEADER_TIMEOUT",
+    "IDLE_TIMEOUT", "SHUTDOWN_TIMEOUT", "MAX_HEADER_SIZE",   "MAX_CONNECTIONS", "TLS_CERT_FILE",
+    "TLS_KEY_FILE", "QBIT_CA_FILE",     "QBIT_TLS_INSECURE",
 };
 
 /* Every test starts from an environment without any of our variables. */
@@ -216,12 +217,52 @@ static void test_qbit_addr_rejected(void **state)
     expect_bad("QBIT_ADDR", "ftp://x");
 }
 
-static void test_qbit_addr_https_not_supported(void **state)
+static void test_https_qbit_addr_with_its_trust(void **state)
+{
+    (void)state;
+    struct config cfg;
+    set("QBIT_ADDR", "https://qbt.lan:8443");
+    set("QBIT_CA_FILE", "/etc/qbt/ca.pem");
+    load_ok(&cfg);
+    assert_int_equal(cfg.qbit.https, 1);
+    assert_int_equal(cfg.qbit.port, 8443);
+    assert_string_equal(cfg.qbit_ca_file, "/etc/qbt/ca.pem");
+    assert_int_equal(cfg.qbit_tls_insecure, 0);
+    config_free(&cfg);
+    unsetenv("QBIT_CA_FILE");
+    set("QBIT_TLS_INSECURE", "true");
+    load_ok(&cfg);
+    assert_null(cfg.qbit_ca_file);
+    assert_int_equal(cfg.qbit_tls_insecure, 1);
+    config_free(&cfg);
+}
+
+static void test_tls_trust_needs_https_and_one_choice(void **state)
 {
     (void)state;
     char err[1024];
+    set("QBIT_CA_FILE", "/ca.pem");
+    load_fails_with(err, sizeof err, "QBIT_CA_FILE", "not https://", (const char *)NULL);
     set("QBIT_ADDR", "https://x");
-    load_fails_with(err, sizeof err, "QBIT_ADDR", "https://x", "not supported", (const char *)NULL);
+    set("QBIT_TLS_INSECURE", "true");
+    load_fails_with(err, sizeof err, "QBIT_CA_FILE", "QBIT_TLS_INSECURE", "not both", (const char *)NULL);
+}
+
+static void test_front_door_pair_both_or_neither(void **state)
+{
+    (void)state;
+    char err[1024];
+    struct config cfg;
+    set("TLS_CERT_FILE", "/tls/tls.crt");
+    load_fails_with(err, sizeof err, "TLS_CERT_FILE", "/tls/tls.crt", "TLS_KEY_FILE", "both or neither",
+                    (const char *)NULL);
+    set("TLS_KEY_FILE", "/tls/tls.key");
+    load_ok(&cfg);
+    assert_string_equal(cfg.tls_cert_file, "/tls/tls.crt");
+    assert_string_equal(cfg.tls_key_file, "/tls/tls.key");
+    config_free(&cfg);
+    unsetenv("TLS_CERT_FILE");
+    load_fails_with(err, sizeof err, "TLS_KEY_FILE", "/tls/tls.key", "both or neither", (const char *)NULL);
 }
 
 static void test_user_without_pass(void **state)
@@ -446,7 +487,9 @@ int main(void)
         cmocka_unit_test_setup(test_log_level_rejected, unset_all),
         cmocka_unit_test_setup(test_allowed_ips_rejected, unset_all),
         cmocka_unit_test_setup(test_qbit_addr_rejected, unset_all),
-        cmocka_unit_test_setup(test_qbit_addr_https_not_supported, unset_all),
+        cmocka_unit_test_setup(test_https_qbit_addr_with_its_trust, unset_all),
+        cmocka_unit_test_setup(test_tls_trust_needs_https_and_one_choice, unset_all),
+        cmocka_unit_test_setup(test_front_door_pair_both_or_neither, unset_all),
         cmocka_unit_test_setup(test_user_without_pass, unset_all),
         cmocka_unit_test_setup(test_pass_without_user, unset_all),
         cmocka_unit_test_setup(test_pass_and_pass_file_both_set, unset_all),

@@ -31,8 +31,9 @@ static const struct origin_case origin_cases[] = {
     {{"Host", "nas:9090", "Referer", "http://nas:9090/x?y", NULL}, 0, NULL}, /* Referer when no Origin */
     {{"Host", "nas:9090", "Origin", "http://nas:9091", NULL}, -1, "Origin"},
     {{"Host", "nas:9090", "Origin", "http://evil.example:9090", NULL}, -1, "evil.example"},
-    {{"Host", "nas:9090", "Origin", "https://nas:9090", NULL}, 0, NULL}, /* scheme is not compared here */
-    {{"Host", "nas", "Origin", "https://nas", NULL}, -1, "Origin"},      /* ... but its default port is */
+    {{"Host", "nas:9090", "Origin", "https://nas:9090", NULL}, -1, "Origin"}, /* the scheme counts too */
+    {{"Host", "nas", "Origin", "https://nas", NULL}, -1, "Origin"},           /* ... and its default port */
+
     {{"Host", "nas:9090", "Origin", "null", NULL}, -1, "Origin"},
     {{"Host", "nas:9090", "Referer", "http://evil/", NULL}, -1, "Referer"},
     {{"Host", "nas:9090", "Origin", "http://nas:9090", "Referer", "http://evil/", NULL},
@@ -42,22 +43,39 @@ static const struct origin_case origin_cases[] = {
     {{"Host", "nas:9090", "Origin", "http://nas:0", NULL}, -1, "Origin"},
 };
 
-static void test_check_origin(void **state)
+/* Over TLS: https:// origins, 443 when Host has no port. */
+static const struct origin_case tls_origin_cases[] = {
+    {{"Host", "nas:9090", "Origin", "https://nas:9090", NULL}, 0, NULL},
+    {{"Host", "nas", "Origin", "https://nas", NULL}, 0, NULL},
+    {{"Host", "nas:443", "Origin", "https://nas", NULL}, 0, NULL},
+    {{"Host", "nas:9090", "Referer", "https://nas:9090/x", NULL}, 0, NULL},
+    {{"Host", "nas:9090", "Origin", "http://nas:9090", NULL}, -1, "Origin"},
+    {{"Host", "nas", "Origin", "http://nas", NULL}, -1, "Origin"},
+};
+
+static void check_origin_cases(const struct origin_case *cases, size_t n, int https)
 {
-    (void)state;
-    for (size_t i = 0; i < sizeof origin_cases / sizeof origin_cases[0]; i++) {
-        const struct origin_case *c = &origin_cases[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct origin_case *c = &cases[i];
         struct http_head h;
         http_head_init(&h, 4096);
         assert_int_equal(unit_head(&h, "/api", c->fields), 0);
         char why[300] = "";
-        int rc = rewrite_check_origin(&h, why, sizeof why);
+        int rc = rewrite_check_origin(&h, https, why, sizeof why);
         if (rc != c->ok)
-            fail_msg("case %zu: %d, want %d (%s)", i, rc, c->ok, why);
+            fail_msg("%s case %zu: %d, want %d (%s)", https ? "TLS" : "plain", i, rc, c->ok, why);
         if (c->ok && !strstr(why, c->why))
-            fail_msg("case %zu: reason \"%s\" does not name \"%s\"", i, why, c->why);
+            fail_msg("%s case %zu: reason \"%s\" does not name \"%s\"", https ? "TLS" : "plain", i, why,
+                     c->why);
         http_head_free(&h);
     }
+}
+
+static void test_check_origin(void **state)
+{
+    (void)state;
+    check_origin_cases(origin_cases, sizeof origin_cases / sizeof origin_cases[0], 0);
+    check_origin_cases(tls_origin_cases, sizeof tls_origin_cases / sizeof tls_origin_cases[0], 1);
 }
 
 /* The head sent to qBittorrent for a request with these fields. */
@@ -161,6 +179,21 @@ static void test_request_head_referer_without_a_path(void **state)
     assert_non_null(strstr(out, "\r\nReferer: http://[::1]:8080/\r\n"));
 }
 
+static void test_request_head_says_https_for_a_tls_client(void **state)
+{
+    (void)state;
+    struct url up;
+    char err[128], out[4096];
+    assert_int_equal(url_parse("https://qbt.lan:8443", &up, err, sizeof err), 0);
+    static const char *const fields[] = {"Host", "nas:9090", "Origin", "https://nas:9090", NULL};
+    const struct rewrite_request r = {
+        .method = "GET", .upstream = &up, .client_addr = "10.0.0.2", .https = 1};
+    request_head(fields, &r, out, sizeof out);
+    assert_non_null(strstr(out, "\r\nHost: qbt.lan:8443\r\n"));
+    assert_non_null(strstr(out, "\r\nOrigin: https://qbt.lan:8443\r\n"));
+    assert_non_null(strstr(out, "\r\nX-Forwarded-Proto: https\r\n"));
+}
+
 /* The head sent to the client for a response with these fields. */
 static void response_head(const char *reason, const char *const *fields, const struct rewrite_response *r,
                           char *out, size_t outlen)
@@ -211,6 +244,27 @@ static void test_response_head_lengths(void **state)
     assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n");
 }
 
+static void test_response_head_cookie_secure_follows_the_client(void **state)
+{
+    (void)state;
+    char out[4096];
+    static const char *const plain_cookie[] = {"Set-Cookie", "SID=x; HttpOnly; SameSite=Strict; path=/",
+                                               NULL};
+    static const char *const secure_cookie[] = {"set-cookie", "SID=y;HttpOnly; secure ;path=/", NULL};
+    const struct rewrite_response tls = {.status = 200, .framing = FRAMING_NONE, .keep_alive = 1, .https = 1};
+    const struct rewrite_response plain = {.status = 200, .framing = FRAMING_NONE, .keep_alive = 1};
+    /* Over TLS: Secure added where qBittorrent (4.5, or without reverse-proxy support) left it out. */
+    response_head("OK", plain_cookie, &tls, out, sizeof out);
+    assert_non_null(strstr(out, "\r\nSet-Cookie: SID=x; HttpOnly; SameSite=Strict; path=/; Secure\r\n"));
+    response_head("OK", secure_cookie, &tls, out, sizeof out);
+    assert_non_null(strstr(out, "\r\nset-cookie: SID=y; HttpOnly; secure; path=/\r\n"));
+    /* Over plain HTTP: Secure removed (an HTTPS qBittorrent sets it), else the browser drops the cookie. */
+    response_head("OK", secure_cookie, &plain, out, sizeof out);
+    assert_non_null(strstr(out, "\r\nset-cookie: SID=y; HttpOnly; path=/\r\n"));
+    response_head("OK", plain_cookie, &plain, out, sizeof out);
+    assert_non_null(strstr(out, "\r\nSet-Cookie: SID=x; HttpOnly; SameSite=Strict; path=/\r\n"));
+}
+
 static void test_response_head_upgrade(void **state)
 {
     (void)state;
@@ -228,6 +282,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_origin),
+        cmocka_unit_test(test_request_head_says_https_for_a_tls_client),
+        cmocka_unit_test(test_response_head_cookie_secure_follows_the_client),
         cmocka_unit_test(test_request_head_is_qbittorrents_own),
         cmocka_unit_test(test_request_head_for_an_upgrade_keeps_upgrade),
         cmocka_unit_test(test_request_head_referer_without_a_path),

@@ -3,10 +3,13 @@
 // the form and waits until the torrent table lists a row containing --expect.
 //
 //   node login-and-list.js --url http://127.0.0.1:PORT/ --username U --password P \
-//        --expect NAME --screenshot /path/shot.png [--timeout 30000] [--chromium /usr/bin/chromium]
+//        --expect NAME --screenshot /path/shot.png [--timeout 30000] [--chromium /usr/bin/chromium] \
+//        [--trust-spki BASE64]
 //
-// Prints one JSON object on stdout ({ok, rows, error, ...}) and exits 0 when the row was seen,
-// 1 otherwise. Selectors hold for the WebUI of qBittorrent 4.5 to 5.3.
+// --trust-spki makes chromium accept the one certificate whose public key has that SHA-256 (for an
+// https:// --url with a test certificate); nothing else is exempted from its checks.
+// Prints one JSON object on stdout ({ok, rows, cookies, error, ...}) and exits 0 when the row was
+// seen, 1 otherwise. Selectors hold for the WebUI of qBittorrent 4.5 to 5.3.
 'use strict';
 
 const fs = require('fs');
@@ -15,7 +18,7 @@ const path = require('path');
 const { chromium } = require('playwright-core');
 
 function parseArgs(argv) {
-  const args = { timeout: '30000', chromium: '/usr/bin/chromium' };
+  const args = { timeout: '30000', chromium: '/usr/bin/chromium', 'trust-spki': '' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i];
     if (!key.startsWith('--') || i + 1 >= argv.length) throw new Error(`bad argument ${key}`);
@@ -46,6 +49,7 @@ async function main() {
       args: [
         '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        ...(args['trust-spki'] ? [`--ignore-certificate-errors-spki-list=${args['trust-spki']}`] : []),
       ],
     });
     result.browserVersion = context.browser() ? context.browser().version() : undefined;
@@ -76,6 +80,7 @@ async function main() {
     await page.locator('#torrentsTableDiv tbody tr', { hasText: args.expect }).first()
       .waitFor({ state: 'visible', timeout: left() });
     result.rows = await page.$$eval('#torrentsTableDiv tbody tr', (trs) => trs.map((tr) => tr.textContent.trim()));
+    result.cookies = (await context.cookies()).map((c) => ({ name: c.name, secure: c.secure, httpOnly: c.httpOnly }));
     result.ok = true;
     step('done');
   } catch (e) {
