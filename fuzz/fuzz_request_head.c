@@ -369,7 +369,7 @@ static int on_head(struct request_reader *r)
     /* server.c's on_request_head, for an allowed peer with the port sync and the proxy configured. */
     char why[256];
     memset(why, 'Z', sizeof why);
-    struct request req;
+    struct request req = {0};
     request_describe(r, &req);
     req.peer = "127.0.0.1";
     req.peer_allowed = true;

@@ -370,7 +370,7 @@ static void test_routes(void **state)
             hostcheck_set_qbt(hosts, true, rc->domains);
         }
         struct sockaddr_storage local;
-        struct request req;
+        struct request req = {0};
         request_describe(&r, &req);
         req.peer = "127.0.0.1";
         req.peer_allowed = rc->allowed;
