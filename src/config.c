@@ -246,6 +246,7 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     cfg->resync_interval_ms = (unsigned)n * 1000;
 
     load_bool(&p, "REBIND_ON_RECONNECT", 1, &cfg->rebind_on_reconnect);
+    load_bool(&p, "REANNOUNCE_ON_CHANGE", 1, &cfg->reannounce_on_change);
     load_bool(&p, "ACCESS_LOG", 0, &cfg->access_log);
     load_bool(&p, "QBIT_TRUST_PROXY", 1, &cfg->trust_proxy);
 
@@ -316,6 +317,7 @@ void config_print(const struct config *cfg, FILE *out)
     fprintf(out, "MAX_BUFFERED_BODY=%zu\n", cfg->max_buffered_body);
     fprintf(out, "RESYNC_INTERVAL=%u\n", cfg->resync_interval_ms / 1000);
     fprintf(out, "REBIND_ON_RECONNECT=%s\n", cfg->rebind_on_reconnect ? "true" : "false");
+    fprintf(out, "REANNOUNCE_ON_CHANGE=%s\n", cfg->reannounce_on_change ? "true" : "false");
     fprintf(out, "QBIT_TRUST_PROXY=%s\n", cfg->trust_proxy ? "true" : "false");
     fprintf(out, "LOG_FORMAT=%s\n", cfg->log_json ? "json" : "text");
     fprintf(out, "ACCESS_LOG=%s\n", cfg->access_log ? "true" : "false");

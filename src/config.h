@@ -38,6 +38,7 @@ struct config {
     size_t max_buffered_body;    /* MAX_BUFFERED_BODY: chunked request bodies are collected up to it */
     unsigned resync_interval_ms; /* RESYNC_INTERVAL: re-check qBittorrent's port; 0 = never */
     int rebind_on_reconnect;     /* REBIND_ON_RECONNECT: force a re-bind after forwarding restarts */
+    int reannounce_on_change;    /* REANNOUNCE_ON_CHANGE: tell the trackers after a port is set */
     int log_json;                /* LOG_FORMAT: 1 for json, 0 for text */
     int access_log;              /* ACCESS_LOG: one line per request */
     int trust_proxy;             /* QBIT_TRUST_PROXY: make qBittorrent trust our X-Forwarded-For */

@@ -68,6 +68,7 @@ static void usage(FILE *out)
         "  QBIT_API_KEY      qBittorrent 5.2+ API key instead of user and password (or QBIT_API_KEY_FILE)\n"
         "  RESYNC_INTERVAL   seconds between checks of qBittorrent's port, 0 = never (60)\n"
         "  REBIND_ON_RECONNECT  force a re-bind when forwarding restarts (true)\n"
+        "  REANNOUNCE_ON_CHANGE make qBittorrent re-announce every torrent after a port is set (true)\n"
         "  QBIT_TRUST_PROXY  make qBittorrent take client addresses from X-Forwarded-For (true)\n"
         "  LOG_FORMAT        text or json (text)\n"
         "  ACCESS_LOG        one log line per request (false)\n"

@@ -14,7 +14,7 @@
 #define RESPONSE_LIMIT (4 * 1024 * 1024)
 #define COOKIE_MAX 512
 
-enum step { STEP_LOGIN, STEP_GET, STEP_SET };
+enum step { STEP_LOGIN, STEP_GET, STEP_SET, STEP_REANNOUNCE };
 
 struct qbt {
     struct upstream *up;
@@ -201,6 +201,10 @@ static int build_request(struct qbt *q)
             rc = buf_puts(&body, "&password=");
         if (rc == 0)
             rc = put_form_value(&body, q->cfg->qbit_pass);
+    } else if (q->step == STEP_REANNOUNCE) {
+        method = "POST";
+        path = "/api/v2/torrents/reannounce";
+        rc = buf_puts(&body, "hashes=all");
     } else if (q->step == STEP_SET) {
         method = "POST";
         path = "/api/v2/app/setPreferences";
@@ -296,6 +300,11 @@ int qbt_set_port(struct qbt *q, uint16_t port, qbt_cb cb, void *ctx)
     q->set_json = NULL;
     q->set_port = port;
     return start(q, STEP_SET, cb, ctx);
+}
+
+int qbt_reannounce(struct qbt *q, qbt_cb cb, void *ctx)
+{
+    return start(q, STEP_REANNOUNCE, cb, ctx);
 }
 
 int qbt_set_trusted_proxies(struct qbt *q, const char *list, qbt_cb cb, void *ctx)
@@ -453,6 +462,10 @@ static void on_end(void *ctx)
     }
     if (q->step == STEP_SET) {
         finish(q, QBT_OK, q->set_json ? -1 : q->set_port, NULL);
+        return;
+    }
+    if (q->step == STEP_REANNOUNCE) {
+        finish(q, QBT_OK, -1, NULL);
         return;
     }
     if (qbt_parse_prefs(q->resp.data ? q->resp.data : "", q->resp.len, &q->prefs) != 0) {

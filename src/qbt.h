@@ -1,7 +1,7 @@
 /*
  * qbt.h - the qBittorrent WebUI API calls the port sync needs, carried by the
  * upstream client: log in (when credentials are set), read listen_port, set
- * it. The session cookie is kept whatever its name (SID up to 5.1,
+ * it, re-announce the torrents. The session cookie is kept whatever its name (SID up to 5.1,
  * QBT_SID_<port> from 5.2) and a 403 triggers one fresh login. One call at a
  * time; its callback runs from the loop, never inside the call.
  */
@@ -39,6 +39,10 @@ int qbt_get_port(struct qbt *q, qbt_cb cb, void *ctx);
 
 /* Sets listen_port (1..65535 only). Returns 0, UV_EINVAL or UV_EBUSY. */
 int qbt_set_port(struct qbt *q, uint16_t port, qbt_cb cb, void *ctx);
+
+/* Asks qBittorrent to announce every torrent to its trackers now (after a port change). Returns 0 or
+ * UV_EBUSY. */
+int qbt_reannounce(struct qbt *q, qbt_cb cb, void *ctx);
 
 /* The preferences besides listen_port that the sidecar looks at. */
 struct qbt_prefs {

@@ -19,7 +19,7 @@
 #define BAN_BACKOFF_MS (15 * 60 * 1000)
 #define SYNC_MIN_INTERVAL_MS 1000
 
-enum step { STEP_READ, STEP_TRUST, STEP_SET_TEMP, STEP_SET, STEP_VERIFY };
+enum step { STEP_READ, STEP_TRUST, STEP_SET_TEMP, STEP_SET, STEP_VERIFY, STEP_REANNOUNCE };
 
 struct sync {
     uv_loop_t *loop;
@@ -202,9 +202,14 @@ static void call(struct sync *s, enum step step, uint16_t port)
 {
     s->step = step;
     int rc = step == STEP_READ || step == STEP_VERIFY ? qbt_get_port(s->qbt, on_qbt, s)
+             : step == STEP_REANNOUNCE                ? qbt_reannounce(s->qbt, on_qbt, s)
                                                       : qbt_set_port(s->qbt, port, on_qbt, s);
-    if (rc != 0)
+    if (rc != 0 && step == STEP_REANNOUNCE) {
+        log_warn("cannot ask qBittorrent to re-announce its torrents: %s", uv_strerror(rc));
+        finish(s, QBT_OK, NULL);
+    } else if (rc != 0) {
         finish(s, QBT_UNREACHABLE, uv_strerror(rc));
+    }
 }
 
 /* Returns true when addr is in qBittorrent's trusted-proxy list ("127.0.0.1;10.0.0.0/8"). */
@@ -295,6 +300,15 @@ static void on_qbt(void *ctx, enum qbt_result result, int port, const char *deta
     struct sync *s = ctx;
     if (s->stopped)
         return;
+    if (s->step == STEP_REANNOUNCE) {
+        /* The port is set and confirmed either way: a failed re-announce only delays the trackers. */
+        if (result != QBT_OK)
+            log_warn("qBittorrent did not re-announce its torrents after the port change: %s", detail);
+        else
+            log_info("asked qBittorrent to re-announce every torrent on port %u", s->target);
+        finish(s, QBT_OK, NULL);
+        return;
+    }
     if (result != QBT_OK) {
         finish(s, result, detail);
         return;
@@ -348,8 +362,16 @@ static void on_qbt(void *ctx, enum qbt_result result, int port, const char *deta
         log_info("qBittorrent now listens on port %u (%llu ms after the file changed)", s->target,
                  (unsigned long long)(uv_now(s->loop) - s->changed_at));
         metrics_observe_latency((double)(uv_now(s->loop) - s->changed_at) / 1000.0);
+        /* Its trackers would go on announcing the old port until their next interval (30 min and more):
+         * peers would keep trying a dead port. Only after a port was set, not after a check. */
+        if (s->cfg->reannounce_on_change) {
+            call(s, STEP_REANNOUNCE, 0);
+            return;
+        }
         finish(s, QBT_OK, NULL);
         return;
+    case STEP_REANNOUNCE:
+        return; /* handled above */
     }
 }
 

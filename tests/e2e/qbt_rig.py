@@ -101,11 +101,12 @@ class Torrent:
         return path
 
 
-def make_torrent(name=None, content=None, piece_length=16384):
-    """Builds a single-file, trackerless v1 .torrent; returns a Torrent (bytes + info-hash).
+def make_torrent(name=None, content=None, piece_length=16384, announce=None):
+    """Builds a single-file v1 .torrent, trackerless unless announce (a tracker URL) is given;
+    returns a Torrent (bytes + info-hash).
 
     Contains only what qBittorrent 4.5's /api/v2/torrents/export writes back (info, creation
-    date, created by), so an exported copy is byte-identical to the uploaded one."""
+    date, created by), so an exported copy of a trackerless one is byte-identical to it."""
     name = name or f"qgs-test-{secrets.token_hex(4)}.bin"
     content = content if content is not None else secrets.token_bytes(40000)
     pieces = b"".join(
@@ -116,6 +117,8 @@ def make_torrent(name=None, content=None, piece_length=16384):
     # qBittorrent's export (libtorrent's create_torrent) always writes a "creation date" (now,
     # when the torrent has none); with one in the file the export is byte-identical to it.
     meta = {"info": info, "creation date": int(time.time()), "created by": "qbit-gluetun-sync tests"}
+    if announce:
+        meta["announce"] = announce
     return Torrent(name, content, bencode(meta), info_hash)
 
 

@@ -38,6 +38,12 @@ int qbt_set_port(struct qbt *q, uint16_t port, qbt_cb cb, void *ctx)
     return UV_ENOMEM;
 }
 
+int qbt_reannounce(struct qbt *q, qbt_cb cb, void *ctx)
+{
+    (void)q, (void)cb, (void)ctx;
+    return UV_ENOMEM;
+}
+
 int qbt_set_trusted_proxies(struct qbt *q, const char *list, qbt_cb cb, void *ctx)
 {
     (void)q, (void)list, (void)cb, (void)ctx;
