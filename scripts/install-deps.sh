@@ -22,10 +22,11 @@ BUILD_PACKAGES="build-essential make pkg-config libuv1-dev libjansson-dev libllh
 # sanitizer and libFuzzer runtime (fuzz/), valgrind (bench/), iproute2 and util-linux for
 # namespaces, debootstrap for the second qBittorrent's root (scripts/qbt-root.sh), wrk and nginx
 # for the benchmarks, chromium (driven by playwright-core from npm) for the browser test, curl,
-# systemd for `systemd-analyze verify` of the unit file, openssl to make the TLS tests' certificates.
+# systemd for `systemd-analyze verify` of the unit file, openssl to make the TLS tests' certificates,
+# busybox for the wget that Gluetun's image has (the hook test).
 TEST_PACKAGES="libcmocka-dev python3 python3-pytest python3-requests python3-yaml qbittorrent-nox openssl
 clang-format-19? clang libclang-rt-dev iproute2 util-linux procps debootstrap wrk nginx-light|nginx chromium
-curl ca-certificates systemd valgrind"
+curl ca-certificates systemd valgrind busybox"
 # The arm64 cross-build: cross compiler, the libraries for arm64 (dpkg multiarch) and qemu to run
 # what was built.
 ARM64_PACKAGES="crossbuild-essential-arm64 libuv1-dev:arm64 libjansson-dev:arm64 libcmocka-dev:arm64 libssl-dev:arm64

@@ -25,7 +25,7 @@ struct pair_id {
 
 struct certs {
     const struct config *cfg;
-    struct tls_ctx *front, *upstream;
+    struct tls_ctx *front, *upstream, *gluetun;
     char front_text[160];
     struct pair_id loaded;  /* the pair in use */
     struct pair_id refused; /* the last pair that would not load, logged once */
@@ -77,7 +77,7 @@ int certs_load(const struct config *cfg, struct certs **out, char *err, size_t e
     }
     c->cfg = cfg;
     *out = c;
-    if (!cfg->tls_cert_file && !cfg->qbit.https)
+    if (!cfg->tls_cert_file && !cfg->qbit.https && !(cfg->have_gluetun && cfg->gluetun.https))
         return 0; /* no TLS: OpenSSL is not even loaded, so it costs no memory */
     if (tls_load(err, errlen) != 0)
         goto fail;
@@ -91,8 +91,12 @@ int certs_load(const struct config *cfg, struct certs **out, char *err, size_t e
             log_warn("the certificate in TLS_CERT_FILE=\"%s\" has %s: browsers will refuse it",
                      cfg->tls_cert_file, c->front_text);
     }
-    if (cfg->qbit.https &&
-        tls_client_ctx_new(cfg->qbit_ca_file, cfg->qbit_tls_insecure, &c->upstream, err, errlen) != 0)
+    if (cfg->qbit.https && tls_client_ctx_new(cfg->qbit_ca_file, cfg->qbit_tls_insecure, "QBIT_CA_FILE",
+                                              "QBIT_ADDR", &c->upstream, err, errlen) != 0)
+        goto fail;
+    if (cfg->have_gluetun && cfg->gluetun.https &&
+        tls_client_ctx_new(cfg->gluetun_ca_file, false, "GLUETUN_CA_FILE", "GLUETUN_CONTROL_URL", &c->gluetun,
+                           err, errlen) != 0)
         goto fail;
     return 0;
 fail:
@@ -109,6 +113,11 @@ struct tls_ctx *certs_front(const struct certs *c)
 struct tls_ctx *certs_upstream(const struct certs *c)
 {
     return c->upstream;
+}
+
+struct tls_ctx *certs_gluetun(const struct certs *c)
+{
+    return c->gluetun;
 }
 
 const char *certs_front_describe(const struct certs *c)
@@ -229,5 +238,6 @@ void certs_free(struct certs *c)
         return;
     tls_ctx_free(c->front);
     tls_ctx_free(c->upstream);
+    tls_ctx_free(c->gluetun);
     free(c);
 }

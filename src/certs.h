@@ -2,7 +2,8 @@
  * certs.h - TLS as the configuration asks for it: the front door's
  * certificate (TLS_CERT_FILE, TLS_KEY_FILE), loaded at start and again
  * whenever either file changes, and the trust for an https:// QBIT_ADDR
- * (QBIT_CA_FILE, QBIT_TLS_INSECURE). Owns every context it made; a renewed
+ * (QBIT_CA_FILE, QBIT_TLS_INSECURE) and an https:// GLUETUN_CONTROL_URL
+ * (GLUETUN_CA_FILE). Owns every context it made; a renewed
  * certificate replaces the old one for new connections, while open ones
  * keep theirs. A broken new pair is logged and the old one kept.
  */
@@ -29,6 +30,9 @@ struct tls_ctx *certs_front(const struct certs *c);
 
 /* The context for connections to qBittorrent, or NULL when QBIT_ADDR is http://; valid until certs_free. */
 struct tls_ctx *certs_upstream(const struct certs *c);
+
+/* The context for Gluetun's control server, or NULL unless GLUETUN_CONTROL_URL is https://. */
+struct tls_ctx *certs_gluetun(const struct certs *c);
 
 /* Describes the front door's certificate ("serial 1A2B, valid until ..."), "" without one. */
 const char *certs_front_describe(const struct certs *c);

@@ -12,6 +12,7 @@
 #include "parse.h"
 
 #define PASS_FILE_MAX 4096
+#define GLUETUN_SECRET_MAX 256 /* each; the request head has room for no more */
 
 /* Collects one line per problem so a user can fix them all in one go. */
 struct problems {
@@ -116,6 +117,75 @@ static void wipe_free(char *s)
     }
 }
 
+/* A secret from VAR or VAR_FILE (not both); NULL when neither is set. */
+static char *load_secret(struct problems *p, const char *var, const char *file_var)
+{
+    const char *value = env(var), *file = env(file_var);
+    if (value && file) {
+        problem(p, "%s and %s=\"%s\" are both set; set only one", var, file_var, file);
+        return NULL;
+    }
+    return value ? dup_or_die(p, value) : file ? read_secret_file(p, file_var, file) : NULL;
+}
+
+/* Gluetun's control server, the port source for set-ups that share no volume with Gluetun. */
+static void load_gluetun(struct problems *p, struct config *cfg)
+{
+    char msg[512];
+    unsigned long n;
+    load_number(p, "GLUETUN_POLL_INTERVAL", 1, 86400, 10, "a number of seconds", &n);
+    cfg->gluetun_poll_ms = (unsigned)n * 1000;
+    const char *url = env("GLUETUN_CONTROL_URL"), *ca_file = env("GLUETUN_CA_FILE");
+    const char *user = env("GLUETUN_USER");
+    char *key = load_secret(p, "GLUETUN_API_KEY", "GLUETUN_API_KEY_FILE");
+    char *pass = load_secret(p, "GLUETUN_PASS", "GLUETUN_PASS_FILE");
+    if (url && url_parse(url, &cfg->gluetun, msg, sizeof msg) != 0)
+        problem(p, "GLUETUN_CONTROL_URL=\"%s\": %s", url, msg);
+    else if (url)
+        cfg->have_gluetun = 1;
+    if (!url && (key || user || pass || ca_file))
+        problem(p,
+                "%s is set but GLUETUN_CONTROL_URL is not; set it to Gluetun's control server, "
+                "such as http://127.0.0.1:8000",
+                key    ? "GLUETUN_API_KEY"
+                : user ? "GLUETUN_USER"
+                : pass ? "GLUETUN_PASS"
+                       : "GLUETUN_CA_FILE");
+    else if (key && (user || pass))
+        problem(p, "GLUETUN_API_KEY and GLUETUN_USER/GLUETUN_PASS are both set; a Gluetun role uses "
+                   "either an API key or a user and password");
+    else if (user && !pass)
+        problem(p, "GLUETUN_USER=\"%s\" is set but GLUETUN_PASS (or GLUETUN_PASS_FILE) is not; set both",
+                user);
+    else if (!user && pass)
+        problem(p, "GLUETUN_PASS is set but GLUETUN_USER is not; set both or neither");
+    else if ((key && strlen(key) > GLUETUN_SECRET_MAX) || (user && strlen(user) > GLUETUN_SECRET_MAX) ||
+             (pass && strlen(pass) > GLUETUN_SECRET_MAX))
+        problem(p, "%s is longer than %d bytes",
+                key                                         ? "GLUETUN_API_KEY"
+                : user && strlen(user) > GLUETUN_SECRET_MAX ? "GLUETUN_USER"
+                                                            : "GLUETUN_PASS",
+                GLUETUN_SECRET_MAX);
+    else if (user && strchr(user, ':'))
+        problem(p, "GLUETUN_USER=\"%s\": HTTP basic authentication allows no \":\" in a user name", user);
+    else if (ca_file && cfg->have_gluetun && !cfg->gluetun.https)
+        problem(p,
+                "GLUETUN_CA_FILE is set but GLUETUN_CONTROL_URL=\"%s\" is not https://; it applies to "
+                "HTTPS only",
+                url);
+    else {
+        cfg->gluetun_api_key = key;
+        cfg->gluetun_pass = pass;
+        key = pass = NULL;
+        if (user)
+            cfg->gluetun_user = dup_or_die(p, user);
+        if (ca_file)
+            cfg->gluetun_ca_file = dup_or_die(p, ca_file);
+    }
+    wipe_free(key);
+    wipe_free(pass);
+}
+
 int config_load(struct config *cfg, char *err, size_t errlen)
 {
     struct problems p = {.buf = err, .cap = errlen};
@@ -180,6 +250,8 @@ int config_load(struct config *cfg, char *err, size_t errlen)
         cfg->qbit_api_key = dup_or_die(&p, key);
     else if (key_file)
         cfg->qbit_api_key = read_secret_file(&p, "QBIT_API_KEY_FILE", key_file);
+
+    load_gluetun(&p, cfg);
 
     v = env("PORT_FILE");
     cfg->port_file = dup_or_die(&p, v ? v : "/tmp/gluetun/forwarded_port");
@@ -276,6 +348,10 @@ void config_free(struct config *cfg)
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
     free(cfg->qbit_ca_file);
+    wipe_free(cfg->gluetun_api_key);
+    free(cfg->gluetun_user);
+    wipe_free(cfg->gluetun_pass);
+    free(cfg->gluetun_ca_file);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -292,6 +368,20 @@ void config_print(const struct config *cfg, FILE *out)
     fprintf(out, "QBIT_PASS=%s\n", cfg->qbit_pass ? "******** (set)" : "");
     fprintf(out, "QBIT_API_KEY=%s\n", cfg->qbit_api_key ? "******** (set)" : "");
     fprintf(out, "PORT_FILE=%s\n", cfg->port_file);
+    if (cfg->have_gluetun) {
+        fprintf(out, "GLUETUN_CONTROL_URL=%s%s (asked while PORT_FILE does not exist)\n", cfg->gluetun.origin,
+                cfg->gluetun.prefix);
+        fprintf(out, "GLUETUN_AUTH=%s\n",
+                cfg->gluetun_api_key ? "API key (set)"
+                : cfg->gluetun_user  ? "basic, user and password (set)"
+                                     : "none");
+        if (cfg->gluetun.https)
+            fprintf(out, "GLUETUN_CA_FILE=%s\n",
+                    cfg->gluetun_ca_file ? cfg->gluetun_ca_file : "(the system's CA certificates)");
+        fprintf(out, "GLUETUN_POLL_INTERVAL=%u\n", cfg->gluetun_poll_ms / 1000);
+    } else {
+        fprintf(out, "GLUETUN_CONTROL_URL=(unset: the port file only)\n");
+    }
     fprintf(out, "LISTEN_ADDR=%s\n", cfg->listen_addr ? cfg->listen_addr : "(all interfaces, IPv4 and IPv6)");
     fprintf(out, "LISTEN_PORT=%u\n", cfg->listen_port);
     fprintf(out, "TLS_CERT_FILE=%s\n", cfg->tls_cert_file ? cfg->tls_cert_file : "(unset: plain HTTP)");

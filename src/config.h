@@ -46,6 +46,13 @@ struct config {
     char *tls_key_file;          /* TLS_KEY_FILE */
     char *qbit_ca_file;          /* QBIT_CA_FILE: trust this PEM for an https:// QBIT_ADDR */
     int qbit_tls_insecure;       /* QBIT_TLS_INSECURE: do not verify qBittorrent's certificate */
+    int have_gluetun;            /* GLUETUN_CONTROL_URL is set: a second port source */
+    struct url gluetun;          /* GLUETUN_CONTROL_URL */
+    char *gluetun_api_key;       /* GLUETUN_API_KEY or GLUETUN_API_KEY_FILE's contents, sent as X-API-Key */
+    char *gluetun_user;          /* GLUETUN_USER, for HTTP basic */
+    char *gluetun_pass;          /* GLUETUN_PASS or GLUETUN_PASS_FILE's contents */
+    char *gluetun_ca_file;       /* GLUETUN_CA_FILE: trust this PEM for an https:// control server */
+    unsigned gluetun_poll_ms;    /* GLUETUN_POLL_INTERVAL: how often it is asked while it is the source */
 };
 
 /*

@@ -1,7 +1,9 @@
 /* endpoints.c - /healthz, /readyz, /sync, /metrics and the front door's refusals; the router. */
 #include "endpoints.h"
 
+#include <arpa/inet.h>
 #include <llhttp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,20 @@ static const struct exchange_ops local_ops;
 
 /* ---- routing ---- */
 
+/* The client is on this host's loopback (in a container or a Pod: the same network namespace). */
+static bool peer_is_loopback(const char *peer)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (!peer)
+        return false;
+    if (inet_pton(AF_INET, peer, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, peer, &a6) != 1)
+        return false;
+    return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
 static bool target_is(const struct request *req, const char *path)
 {
     size_t plen = strlen(path);
@@ -52,6 +68,10 @@ enum route endpoints_route_of(const struct request *req, const struct route_cont
         return ROUTE_HEALTHZ;
     if (target_is(req, "/readyz") && ctx->have_sync)
         return ROUTE_READYZ;
+    /* Gluetun's port-forwarding hooks run in the network namespace it shares with us: their /sync comes
+     * from loopback, whatever ALLOWED_IPS lets in from the network. It only makes the sidecar look again. */
+    if (target_is(req, "/sync") && ctx->have_sync && !req->peer_allowed && peer_is_loopback(req->peer))
+        return ROUTE_SYNC;
     if (!req->peer_allowed)
         return ROUTE_DENIED;
     /* Only origin-form targets ("/path"): no absolute URLs, no CONNECT, no "*". */

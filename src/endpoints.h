@@ -1,7 +1,8 @@
 /*
  * endpoints.h - the sidecar's own answers, and the router that sends every
  * other request to the proxy. The endpoints are /healthz and /readyz (for
- * anyone: probes come from the node), /sync and /metrics (ALLOWED_IPS), and
+ * anyone: probes come from the node), /sync (ALLOWED_IPS, and loopback for
+ * Gluetun's hooks) and /metrics (ALLOWED_IPS), and
  * the front door's refusals: a client outside ALLOWED_IPS (403), a target
  * that is not origin-form (400), a cross-origin request (401), a Host name
  * qBittorrent would refuse (421, or 503 while that cannot be checked yet).

@@ -162,7 +162,8 @@ int healthcheck_run(const struct config *cfg, unsigned timeout_ms)
     struct tls_ctx *ctx = NULL;
     char err[512];
     if (cfg->tls_cert_file) {
-        if (tls_load(err, sizeof err) != 0 || tls_client_ctx_new(NULL, true, &ctx, err, sizeof err) != 0) {
+        if (tls_load(err, sizeof err) != 0 ||
+            tls_client_ctx_new(NULL, true, "", "", &ctx, err, sizeof err) != 0) {
             fprintf(stderr, "healthcheck: %s\n", err);
             return 1;
         }

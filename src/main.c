@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <llhttp.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "certs.h"
@@ -27,6 +28,7 @@ struct daemon {
     struct config cfg;
     struct server *server;
     struct upstream *upstream;
+    struct upstream *gluetun_up; /* Gluetun's control server, NULL unless GLUETUN_CONTROL_URL */
     struct proxy *proxy;
     struct endpoints *endpoints;
     struct qbt *qbt;
@@ -50,6 +52,11 @@ static void usage(FILE *out)
         "  QBIT_USER         WebUI user name (empty: rely on localhost bypass)\n"
         "  QBIT_PASS         WebUI password (or QBIT_PASS_FILE: read it from a file)\n"
         "  PORT_FILE         Gluetun's forwarded port file (/tmp/gluetun/forwarded_port)\n"
+        "  GLUETUN_CONTROL_URL  Gluetun's control server, asked while PORT_FILE does not exist (unset)\n"
+        "  GLUETUN_API_KEY   API key of a Gluetun role (or GLUETUN_API_KEY_FILE)\n"
+        "  GLUETUN_USER      user of a Gluetun role with basic auth (GLUETUN_PASS or GLUETUN_PASS_FILE)\n"
+        "  GLUETUN_CA_FILE   PEM certificate(s) to trust for an https:// GLUETUN_CONTROL_URL\n"
+        "  GLUETUN_POLL_INTERVAL  seconds between questions to the control server (10)\n"
         "  LISTEN_ADDR       address to listen on (all interfaces, IPv4 and IPv6)\n"
         "  LISTEN_PORT       port to listen on (9090)\n"
         "  TLS_CERT_FILE     PEM certificate chain: LISTEN_PORT speaks HTTPS (with TLS_KEY_FILE)\n"
@@ -107,6 +114,8 @@ static void on_stopped(void *arg)
 {
     struct daemon *d = arg;
     upstream_close(d->upstream);
+    if (d->gluetun_up)
+        upstream_close(d->gluetun_up);
     certs_stop(d->certs);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
@@ -207,6 +216,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     d.loop = uv_default_loop();
+    srand((unsigned)(uv_hrtime() ^ (uint64_t)getpid())); /* the retry jitter (backoff.h) */
     int exit_code = 0;
     struct upstream_options uo = {
         .connect_timeout_ms = d.cfg.upstream_connect_timeout_ms,
@@ -216,9 +226,14 @@ int main(int argc, char **argv)
         .pool_max = 64,
         .tls = certs_upstream(d.certs),
     };
+    /* Gluetun's control server gets a client of its own: another host, another pool. */
+    struct upstream_options go = uo;
+    go.pool_max = 1;
+    go.tls = certs_gluetun(d.certs);
     if (upstream_new(d.loop, &d.cfg.qbit, &uo, &d.upstream) != 0 ||
+        (d.cfg.have_gluetun && upstream_new(d.loop, &d.cfg.gluetun, &go, &d.gluetun_up) != 0) ||
         proxy_new(d.loop, &d.cfg, d.upstream, &d.proxy) != 0 || qbt_new(d.upstream, &d.cfg, &d.qbt) != 0 ||
-        sync_new(d.loop, &d.cfg, d.qbt, &d.sync) != 0 ||
+        sync_new(d.loop, &d.cfg, d.qbt, d.gluetun_up, &d.sync) != 0 ||
         endpoints_new(d.loop, &d.cfg, d.sync, d.proxy, d.upstream, &d.endpoints) != 0) {
         log_error("out of memory");
         return 1;
@@ -228,6 +243,8 @@ int main(int argc, char **argv)
         exit_code = 1;
         sync_stop(d.sync);
         upstream_close(d.upstream);
+        if (d.gluetun_up)
+            upstream_close(d.gluetun_up);
         uv_run(d.loop, UV_RUN_DEFAULT);
         goto out;
     }
@@ -249,8 +266,10 @@ int main(int argc, char **argv)
     d.sigterm.data = d.sigint.data = &d;
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
-    log_info("qbit-gluetun-sync %s started; qBittorrent at %s, port file %s", QGS_VERSION, d.cfg.qbit.origin,
-             d.cfg.port_file);
+    log_info("qbit-gluetun-sync %s started; qBittorrent at %s, port file %s%s%s%s", QGS_VERSION,
+             d.cfg.qbit.origin, d.cfg.port_file,
+             d.cfg.have_gluetun ? ", or while it does not exist Gluetun's control server at " : "",
+             d.cfg.have_gluetun ? d.cfg.gluetun.origin : "", d.cfg.have_gluetun ? d.cfg.gluetun.prefix : "");
     int rc = sync_start(d.sync);
     if (rc != 0)
         log_error("cannot watch PORT_FILE %s: %s", d.cfg.port_file, uv_strerror(rc));
@@ -265,6 +284,7 @@ out:
     qbt_free(d.qbt);
     proxy_free(d.proxy);
     upstream_free(d.upstream);
+    upstream_free(d.gluetun_up);
     certs_free(d.certs);
     /* Every handle must be closed by now: one still open is a leak every SIGTERM test would miss. */
     if (uv_loop_close(d.loop) != 0) {

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "allowlist.h"
+#include "backoff.h"
+#include "gluetun.h"
 #include "log.h"
 #include "metrics.h"
 #include "watcher.h"
@@ -26,16 +28,22 @@ struct sync {
     const struct config *cfg;
     struct qbt *qbt;
     struct watcher *watcher;
+    struct gluetun
+        *gluetun;    /* Gluetun's control server, NULL unless configured; asked while the file is missing */
     uv_timer_t next; /* the retry after a failure, or the periodic re-check */
 
-    /* What the file says. */
+    /* What the file says, and the control server. */
     enum watcher_state file_state;
     char file_detail[512];
-    bool have_port;      /* a port to push: the file's last valid port, while forwarding is up */
-    uint16_t desired;    /* the last valid port read (kept while the file is empty or gone) */
-    uint64_t gone_since; /* when the file went empty or missing, 0 while it holds a port */
-    bool rebind_pending; /* forwarding restarted: re-bind even if the port is unchanged */
-    uint64_t changed_at; /* when desired last changed, for the latency log */
+    bool file_seen; /* read at least once */
+    enum gluetun_state control_state;
+    char control_detail[512];
+    bool control_awaited; /* a /sync waits for the control server's answer before its run */
+    bool have_port;       /* a port to push: the file's last valid port, while forwarding is up */
+    uint16_t desired;     /* the last valid port read (kept while the file is empty or gone) */
+    uint64_t gone_since;  /* when the file went empty or missing, 0 while it holds a port */
+    bool rebind_pending;  /* forwarding restarted: re-bind even if the port is unchanged */
+    uint64_t changed_at;  /* when desired last changed, for the latency log */
 
     /* What qBittorrent says. */
     int qbt_port;           /* -1 until read */
@@ -59,24 +67,24 @@ struct sync {
 static void run(struct sync *s);
 static void on_qbt(void *ctx, enum qbt_result result, int port, const char *detail);
 
-unsigned sync_backoff_ms(unsigned failures, double jitter)
+/* ---- outcome reporting ---- */
+
+/* The control server speaks for Gluetun only while the file is missing: the file, when there, leads. */
+static bool using_control(const struct sync *s)
 {
-    unsigned ms = 1000;
-    for (unsigned i = 1; i < failures && ms < 60000; i++)
-        ms *= 2;
-    if (ms > 60000)
-        ms = 60000;
-    /* The cap holds after the jitter too: the README promises "at most 60 s". */
-    unsigned jittered = (unsigned)(ms * jitter);
-    return jittered > 60000 ? 60000 : jittered;
+    return s->gluetun && s->file_state == WATCH_MISSING;
 }
 
-/* ---- outcome reporting ---- */
+/* The source in use serves a port now. */
+static bool source_has_port(const struct sync *s)
+{
+    return using_control(s) ? s->control_state == GLUETUN_PORT : s->file_state == WATCH_PORT;
+}
 
 static int outcome_status(const struct sync *s)
 {
-    if (s->file_state != WATCH_PORT)
-        return 422;
+    if (!source_has_port(s))
+        return using_control(s) && s->control_state == GLUETUN_FAILED ? 502 : 422;
     switch (s->result) {
     case QBT_OK:
         return s->confirmed == s->desired ? 200 : 502;
@@ -107,10 +115,21 @@ static int describe(const struct sync *s, char *json, size_t len)
     json_t *o = json_object();
     json_object_set_new(o, "desired_port", s->have_port ? json_integer(s->desired) : json_null());
     json_object_set_new(o, "qbittorrent_port", s->qbt_port >= 0 ? json_integer(s->qbt_port) : json_null());
+    json_object_set_new(o, "source", json_string(using_control(s) ? "control_server" : "file"));
     json_object_set_new(o, "file", json_string(watcher_state_name(s->file_state)));
+    if (s->gluetun)
+        json_object_set_new(o, "control_server", json_string(gluetun_state_name(s->control_state)));
     json_object_set_new(o, "outcome", json_string(outcome_name(s)));
     const char *msg =
         s->result != QBT_OK ? s->detail
+        : using_control(s) && s->control_state == GLUETUN_DOWN
+            ? "Gluetun's control server reports no forwarded port: port forwarding is down; qBittorrent's "
+              "port "
+              "is kept"
+        : using_control(s) && s->control_state == GLUETUN_FAILED ? s->control_detail
+        : using_control(s) && s->control_state == GLUETUN_UNKNOWN
+            ? "no answer from Gluetun's control server yet; qBittorrent's port is kept"
+        : using_control(s) ? "qBittorrent listens on the forwarded port"
         : s->file_state == WATCH_MISSING
             ? "the port file does not exist: port forwarding is not up; qBittorrent's port is kept"
         : s->file_state == WATCH_EMPTY
@@ -174,7 +193,7 @@ static void finish(struct sync *s, enum qbt_result result, const char *detail)
             delay = result == QBT_BANNED ? BAN_BACKOFF_MS : AUTH_BACKOFF_MS;
             s->blocked = true;
         } else {
-            delay = sync_backoff_ms(s->failures, 0.8 + 0.4 * ((double)rand() / RAND_MAX));
+            delay = backoff_ms(s->failures, backoff_jitter());
         }
         /* A failure that repeats is logged when it changes, and then every 8th time (with the retry count).
          */
@@ -394,50 +413,75 @@ static void run(struct sync *s)
     call(s, STEP_READ, 0);
 }
 
-/* ---- the file ---- */
+/* ---- the sources ---- */
+
+/* The source in use serves port: apply it when it is new, or after forwarding restarted. */
+static void source_port(struct sync *s, uint16_t port)
+{
+    uint64_t now = uv_now(s->loop);
+    /* A port after a gap longer than one in-place rewrite means a new forwarding session. */
+    bool reconnect = s->gone_since && now - s->gone_since > WATCHER_SETTLE_MS;
+    bool changed = !s->have_port || port != s->desired;
+    if (reconnect && s->cfg->rebind_on_reconnect && s->ran)
+        s->rebind_pending = true;
+    s->gone_since = 0;
+    if (!changed && !s->rebind_pending)
+        return;
+    if (changed)
+        log_info("forwarded port is %u%s", port, s->have_port && port != s->desired ? " (changed)" : "");
+    s->have_port = true;
+    s->desired = port;
+    metrics.desired_port = port;
+    /* A new port is a fresh start: failures with older ones must not stretch its backoff. */
+    if (changed)
+        s->failures = 0;
+    s->changed_at = now;
+    run(s);
+}
+
+/* The source in use says forwarding is down (what says it is logged when it starts saying so). */
+static void source_down(struct sync *s, bool newly, const char *what)
+{
+    if (!s->gone_since)
+        s->gone_since = uv_now(s->loop) ? uv_now(s->loop) : 1;
+    if (s->have_port || newly)
+        log_info("%s: port forwarding is not up; qBittorrent keeps its current port", what);
+    if (s->have_port) {
+        s->have_port = false;
+        s->confirmed = 0;
+        metrics.desired_port = 0;
+        metrics.applied_port = 0;
+    }
+}
 
 static void on_file(void *ctx, enum watcher_state state, uint16_t port, const char *detail)
 {
     struct sync *s = ctx;
-    uint64_t now = uv_now(s->loop);
     enum watcher_state before = s->file_state;
     s->file_state = state;
     snprintf(s->file_detail, sizeof s->file_detail, "%s", detail ? detail : "");
-    switch (state) {
-    case WATCH_PORT: {
-        /* A port after a gap longer than one in-place rewrite means a new forwarding session. */
-        bool reconnect = s->gone_since && now - s->gone_since > WATCHER_SETTLE_MS;
-        bool changed = !s->have_port || port != s->desired;
-        if (reconnect && s->cfg->rebind_on_reconnect && s->ran)
-            s->rebind_pending = true;
-        s->gone_since = 0;
-        if (!changed && !s->rebind_pending)
-            return;
-        if (changed)
-            log_info("forwarded port is %u%s", port, s->have_port && port != s->desired ? " (changed)" : "");
-        s->have_port = true;
-        s->desired = port;
-        metrics.desired_port = port;
-        /* A new port is a fresh start: failures with older ones must not stretch its backoff. */
-        if (changed)
-            s->failures = 0;
-        s->changed_at = now;
-        run(s);
-        return;
+    char what[64];
+    snprintf(what, sizeof what, "port file is %s", watcher_state_name(state));
+    bool was_missing = s->file_seen && before == WATCH_MISSING;
+    s->file_seen = true;
+    if (s->gluetun && (state == WATCH_MISSING) != was_missing) {
+        /* The control server answers while the file is missing; its state from before is stale. */
+        if (state == WATCH_MISSING)
+            log_info("port file %s does not exist: asking Gluetun's control server at %s%s",
+                     s->cfg->port_file, s->cfg->gluetun.origin, s->cfg->gluetun.prefix);
+        s->control_state = GLUETUN_UNKNOWN;
+        gluetun_poll(s->gluetun, state == WATCH_MISSING);
     }
-    case WATCH_EMPTY:
+    switch (state) {
+    case WATCH_PORT:
+        source_port(s, port);
+        return;
     case WATCH_MISSING:
-        if (!s->gone_since)
-            s->gone_since = now ? now : 1;
-        if (s->have_port || before != state)
-            log_info("port file is %s: port forwarding is not up; qBittorrent keeps its current port",
-                     watcher_state_name(state));
-        if (s->have_port) {
-            s->have_port = false;
-            s->confirmed = 0;
-            metrics.desired_port = 0;
-            metrics.applied_port = 0;
-        }
+        if (s->gluetun)
+            return; /* the control server decides, once it answers */
+        /* fall through */
+    case WATCH_EMPTY:
+        source_down(s, before != state, what);
         return;
     case WATCH_INVALID:
     case WATCH_UNREADABLE:
@@ -445,13 +489,53 @@ static void on_file(void *ctx, enum watcher_state state, uint16_t port, const ch
     }
 }
 
+static void on_control(void *ctx, enum gluetun_state state, uint16_t port, const char *detail)
+{
+    struct sync *s = ctx;
+    enum gluetun_state before = s->control_state;
+    bool awaited = s->control_awaited;
+    unsigned long runs = s->runs;
+    s->control_awaited = false;
+    if (!using_control(s))
+        return; /* the file came back meanwhile and leads */
+    s->control_state = state;
+    switch (state) {
+    case GLUETUN_PORT:
+        s->control_detail[0] = '\0';
+        source_port(s, port);
+        break;
+    case GLUETUN_DOWN:
+        s->control_detail[0] = '\0';
+        source_down(s, before != state, "Gluetun's control server reports no forwarded port");
+        break;
+    case GLUETUN_FAILED:
+        /* Logged when it starts or changes, not at every poll; the last port stays. */
+        if (before != state || strcmp(detail, s->control_detail) != 0)
+            log_error("%s; asking again with backoff, qBittorrent keeps its port", detail);
+        snprintf(s->control_detail, sizeof s->control_detail, "%s", detail);
+        break;
+    case GLUETUN_UNKNOWN:
+        break;
+    }
+    if (before == GLUETUN_FAILED && state != GLUETUN_FAILED)
+        log_info("Gluetun's control server answers again");
+    /* A /sync waits for a run that follows this answer, whether or not it changed anything. */
+    if (awaited && s->runs == runs)
+        run(s);
+}
+
 /* ---- the outside ---- */
 
-int sync_new(uv_loop_t *loop, const struct config *cfg, struct qbt *q, struct sync **out)
+int sync_new(uv_loop_t *loop, const struct config *cfg, struct qbt *q, struct upstream *gluetun_up,
+             struct sync **out)
 {
     struct sync *s = calloc(1, sizeof *s);
     if (!s)
         return UV_ENOMEM;
+    if (gluetun_up && gluetun_new(loop, cfg, gluetun_up, on_control, s, &s->gluetun) != 0) {
+        free(s);
+        return UV_ENOMEM;
+    }
     s->loop = loop;
     s->cfg = cfg;
     s->qbt = q;
@@ -459,7 +543,6 @@ int sync_new(uv_loop_t *loop, const struct config *cfg, struct qbt *q, struct sy
     s->file_state = WATCH_MISSING;
     uv_timer_init(loop, &s->next);
     s->next.data = s;
-    srand((unsigned)(uv_hrtime() ^ (uint64_t)getpid()));
     *out = s;
     return 0;
 }
@@ -489,6 +572,8 @@ void sync_stop(struct sync *s)
     }
     watcher_stop(s->watcher);
     s->watcher = NULL;
+    gluetun_stop(s->gluetun);
+    s->gluetun = NULL;
     qbt_cancel(s->qbt);
     uv_close((uv_handle_t *)&s->next, NULL);
 }
@@ -518,6 +603,12 @@ int sync_request(struct sync *s, struct sync_waiter *w, char *json, size_t jsonl
     if (s->waiters)
         s->waiters->prev = w;
     s->waiters = w;
+    if (using_control(s)) {
+        /* Re-reading the source means asking the control server: the run follows its answer. */
+        s->control_awaited = true;
+        gluetun_ask(s->gluetun);
+        return 0;
+    }
     /* The run starts from the loop: one that fails at once must not answer w before this returns. */
     if (s->running)
         s->again = true;
@@ -550,8 +641,13 @@ static int readiness(const struct sync *s, char *text, size_t len)
     }
     if (!s->have_port) {
         /* Nothing to apply yet and qBittorrent answers: ready, so the WebUI is reachable. */
-        snprintf(text, len, "ready: qBittorrent answers; no forwarded port yet (port file %s)\n",
-                 watcher_state_name(s->file_state));
+        if (using_control(s))
+            snprintf(text, len,
+                     "ready: qBittorrent answers; no forwarded port yet (Gluetun's control server: %s)\n",
+                     gluetun_state_name(s->control_state));
+        else
+            snprintf(text, len, "ready: qBittorrent answers; no forwarded port yet (port file %s)\n",
+                     watcher_state_name(s->file_state));
         return 200;
     }
     if (s->confirmed == s->desired) {

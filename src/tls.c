@@ -143,6 +143,7 @@ static void openssl_error(char *buf, size_t len)
 struct tls_ctx {
     SSL_CTX *ctx;
     bool server;
+    const char *ca_var, *addr_var; /* for a client: the variables its failures tell the user to look at */
 };
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
@@ -221,12 +222,15 @@ fail:
     return -1;
 }
 
-int tls_client_ctx_new(const char *ca_file, bool insecure, struct tls_ctx **out, char *err, size_t errlen)
+int tls_client_ctx_new(const char *ca_file, bool insecure, const char *ca_var, const char *addr_var,
+                       struct tls_ctx **out, char *err, size_t errlen)
 {
     char why[256];
     struct tls_ctx *t = ctx_new(false, err, errlen);
     if (!t)
         return -1;
+    t->ca_var = ca_var;
+    t->addr_var = addr_var;
     p_ERR_clear_error();
     if (insecure) {
         p_SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, NULL);
@@ -236,8 +240,7 @@ int tls_client_ctx_new(const char *ca_file, bool insecure, struct tls_ctx **out,
         if (ok != 1) {
             openssl_error(why, sizeof why);
             if (ca_file)
-                snprintf(err, errlen, "QBIT_CA_FILE=\"%s\": no PEM certificate it can read (%s)", ca_file,
-                         why);
+                snprintf(err, errlen, "%s=\"%s\": no PEM certificate it can read (%s)", ca_var, ca_file, why);
             else
                 snprintf(err, errlen, "cannot read the system's CA certificates (%s)", why);
             tls_ctx_free(t);
@@ -304,6 +307,7 @@ struct tls_conn {
     size_t out_len, out_cap;
     bool server, done, failed, out_broken;
     char host[256];
+    const char *ca_var, *addr_var; /* the context's, for describe_failure */
     char error[320];
 };
 
@@ -391,6 +395,8 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, bool server, const char *host
         return t;
     }
     snprintf(t->host, sizeof t->host, "%s", host ? host : "");
+    t->ca_var = ctx->ca_var;
+    t->addr_var = ctx->addr_var;
     p_SSL_set_connect_state(t->ssl);
     if (t->host[0] && is_ip_literal(t->host)) {
         p_X509_VERIFY_PARAM_set1_ip_asc(p_SSL_get0_param(t->ssl), t->host);
@@ -435,19 +441,19 @@ static void describe_failure(struct tls_conn *t)
         case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
         case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
             snprintf(t->error, sizeof t->error,
-                     "its certificate is self-signed: set QBIT_CA_FILE to that certificate to trust it");
+                     "its certificate is self-signed: set %s to that certificate to trust it", t->ca_var);
             break;
         case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
         case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
         case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-            snprintf(
-                t->error, sizeof t->error,
-                "its certificate's issuer is unknown: set QBIT_CA_FILE to the CA certificate that issued it");
+            snprintf(t->error, sizeof t->error,
+                     "its certificate's issuer is unknown: set %s to the CA certificate that issued it",
+                     t->ca_var);
             break;
         case X509_V_ERR_HOSTNAME_MISMATCH:
         case X509_V_ERR_IP_ADDRESS_MISMATCH:
-            snprintf(t->error, sizeof t->error, "its certificate is not for \"%s\" (the host in QBIT_ADDR)",
-                     t->host);
+            snprintf(t->error, sizeof t->error, "its certificate is not for \"%s\" (the host in %s)", t->host,
+                     t->addr_var);
             break;
         default:
             snprintf(t->error, sizeof t->error, "its certificate does not verify: %s",

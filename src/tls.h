@@ -35,11 +35,15 @@ int tls_server_ctx_new(const char *cert_file, const char *key_file, struct tls_c
                        size_t errlen);
 
 /*
- * A context for connections to qBittorrent: certificates checked against
- * ca_file (a PEM file), or the system's CA certificates when ca_file is NULL;
- * nothing checked at all when insecure. Returns 0, or -1 with why in err.
+ * A context for connections to a server (qBittorrent, Gluetun): certificates
+ * checked against ca_file (a PEM file), or the system's CA certificates when
+ * ca_file is NULL; nothing checked at all when insecure. Its failures name
+ * ca_var (the variable that holds ca_file) and addr_var (the one that holds
+ * the server's address), which must be static strings. Returns 0, or -1 with
+ * why in err.
  */
-int tls_client_ctx_new(const char *ca_file, bool insecure, struct tls_ctx **out, char *err, size_t errlen);
+int tls_client_ctx_new(const char *ca_file, bool insecure, const char *ca_var, const char *addr_var,
+                       struct tls_ctx **out, char *err, size_t errlen);
 
 /*
  * Describes the context's own certificate for the log ("serial 1A2B, valid

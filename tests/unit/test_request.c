@@ -320,38 +320,51 @@ struct route_case {
     bool allowed, have_sync, have_proxy;
     enum route route;
     const char *domains; /* qBittorrent's server domains; NULL: no Host check */
+    const char *peer;    /* the client's address; NULL: 192.0.2.7, not loopback */
 };
 
 static const struct route_case route_cases[] = {
     /* probes are answered whoever asks */
-    {"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_HEALTHZ, NULL},
-    {"GET /readyz?verbose HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_READYZ, NULL},
-    {"GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n", false, false, true, ROUTE_DENIED, NULL},
-    {"GET /healthzz HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL},
-    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL},
-    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_SYNC, NULL},
-    {"POST /sync?now HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_SYNC, NULL},
-    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", true, false, true, ROUTE_PROXY, NULL},
-    {"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_METRICS, NULL},
-    {"GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL},
-    {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL},
-    {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL},
+    {"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_HEALTHZ, NULL, NULL},
+    {"GET /readyz?verbose HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_READYZ, NULL, NULL},
+    {"GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n", false, false, true, ROUTE_DENIED, NULL, NULL},
+    {"GET /healthzz HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL, NULL},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL, NULL},
+    /* Gluetun's hooks call /sync from loopback, allowed or not; nothing else is let in that way */
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_SYNC, NULL, "127.0.0.1"},
+    {"POST /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_SYNC, NULL, "::1"},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_SYNC, NULL, "::ffff:127.0.0.9"},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL, "::ffff:10.0.0.1"},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL, "128.0.0.1"},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", false, false, true, ROUTE_DENIED, NULL, "127.0.0.1"},
+    {"GET /syncx HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL, "127.0.0.1"},
+    {"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL, "127.0.0.1"},
+    {"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", false, true, true, ROUTE_DENIED, NULL, "::1"},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_SYNC, NULL, NULL},
+    {"POST /sync?now HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_SYNC, NULL, NULL},
+    {"GET /sync HTTP/1.1\r\nHost: a\r\n\r\n", true, false, true, ROUTE_PROXY, NULL, NULL},
+    {"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_METRICS, NULL, NULL},
+    {"GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL, NULL},
+    {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL, NULL},
+    {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", true, true, true, ROUTE_BAD_TARGET, NULL, NULL},
     {"GET /api HTTP/1.1\r\nHost: a:9090\r\nOrigin: http://a:9090\r\n\r\n", true, true, true, ROUTE_PROXY,
-     NULL},
+     NULL, NULL},
     {"POST /api HTTP/1.1\r\nHost: a:9090\r\nOrigin: http://evil:9090\r\n\r\n", true, true, true,
-     ROUTE_CROSS_ORIGIN, NULL},
+     ROUTE_CROSS_ORIGIN, NULL, NULL},
     {"POST /api HTTP/1.1\r\nHost: a:9090\r\nReferer: http://a:9091/\r\n\r\n", true, true, true,
-     ROUTE_CROSS_ORIGIN, NULL},
-    {"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", true, true, false, ROUTE_NO_UPSTREAM, NULL},
+     ROUTE_CROSS_ORIGIN, NULL, NULL},
+    {"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", true, true, false, ROUTE_NO_UPSTREAM, NULL, NULL},
     /* Host names qBittorrent would refuse reach neither it nor our endpoints; probes still answer */
-    {"GET /api HTTP/1.1\r\nHost: qbt.lan:9090\r\n\r\n", true, true, true, ROUTE_PROXY, "qbt.lan"},
-    {"GET /api HTTP/1.1\r\nHost: evil.example:9090\r\n\r\n", true, true, true, ROUTE_BAD_HOST, "qbt.lan"},
-    {"GET /api HTTP/1.1\r\nHost: 127.0.0.1:9090\r\n\r\n", true, true, true, ROUTE_PROXY, "qbt.lan"},
-    {"POST /sync HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_SYNC, "qbt.lan"},
-    {"GET /metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_METRICS, "qbt.lan"},
-    {"GET /api HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, false, ROUTE_NO_UPSTREAM, "qbt.lan"},
-    {"GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_HEALTHZ, "qbt.lan"},
-    {"GET /api HTTP/1.1\r\nHost: evil.example\r\n\r\n", false, true, true, ROUTE_DENIED, "qbt.lan"},
+    {"GET /api HTTP/1.1\r\nHost: qbt.lan:9090\r\n\r\n", true, true, true, ROUTE_PROXY, "qbt.lan", NULL},
+    {"GET /api HTTP/1.1\r\nHost: evil.example:9090\r\n\r\n", true, true, true, ROUTE_BAD_HOST, "qbt.lan",
+     NULL},
+    {"GET /api HTTP/1.1\r\nHost: 127.0.0.1:9090\r\n\r\n", true, true, true, ROUTE_PROXY, "qbt.lan", NULL},
+    {"POST /sync HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_SYNC, "qbt.lan", NULL},
+    {"GET /metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_METRICS, "qbt.lan", NULL},
+    {"GET /api HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, false, ROUTE_NO_UPSTREAM, "qbt.lan",
+     NULL},
+    {"GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n", true, true, true, ROUTE_HEALTHZ, "qbt.lan", NULL},
+    {"GET /api HTTP/1.1\r\nHost: evil.example\r\n\r\n", false, true, true, ROUTE_DENIED, "qbt.lan", NULL},
 };
 
 static void test_routes(void **state)
@@ -372,7 +385,7 @@ static void test_routes(void **state)
         struct sockaddr_storage local;
         struct request req = {0};
         request_describe(&r, &req);
-        req.peer = "127.0.0.1";
+        req.peer = rc->peer ? rc->peer : "192.0.2.7";
         req.peer_allowed = rc->allowed;
         req.local = unit_sockaddr("127.0.0.1", 9090, &local);
         const struct route_context ctx = {rc->have_sync, rc->have_proxy, hosts};

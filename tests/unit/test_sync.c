@@ -114,7 +114,7 @@ static void test_sync_request_never_answers_inside_the_call(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct sync *s = NULL;
-    assert_int_equal(sync_new(&loop, &cfg, (struct qbt *)&stub_prefs, &s), 0);
+    assert_int_equal(sync_new(&loop, &cfg, (struct qbt *)&stub_prefs, NULL, &s), 0);
     assert_int_equal(sync_start(s), 0);
     assert_true(stub_calls >= 1); /* the start-up run failed at once */
 
