@@ -184,7 +184,7 @@ static void reload(struct certs *c)
 static void on_look(void *arg, enum filewatch_event event, int err)
 {
     struct certs *c = arg;
-    if (event == FILEWATCH_CHANGED) {
+    if (event == FILEWATCH_CHANGED || event == FILEWATCH_WRITTEN) {
         c->watching_failed = false;
         c->retried = false;
         uv_timer_stop(&c->retry);
@@ -210,7 +210,8 @@ int certs_watch(struct certs *c, uv_loop_t *loop, void (*on_renewed)(void *arg, 
     c->timer_open = true;
     const char *paths[2] = {c->cfg->tls_cert_file, c->cfg->tls_key_file};
     for (int i = 0; i < 2; i++) {
-        int rc = filewatch_start(loop, paths[i], on_look, c, &c->watch[i]);
+        /* Settled, not at once: a certificate and its key are written one after the other. */
+        int rc = filewatch_start(loop, paths[i], 0, on_look, c, &c->watch[i]);
         if (rc != 0)
             return rc;
         filewatch_look(c->watch[i]);

@@ -55,7 +55,7 @@ static void unreadable(struct watcher *w, const char *msg)
  * Reads the file. It is a few bytes on a local volume (tmpfs, emptyDir), so
  * a plain read in the loop costs less than a round trip through the thread pool.
  */
-static void read_file(struct watcher *w)
+static void read_file(struct watcher *w, bool written)
 {
     char msg[512];
     int fd = open(w->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -96,7 +96,12 @@ static void read_file(struct watcher *w)
         report(w, WATCH_PORT, port, NULL);
         break;
     case PORTFILE_EMPTY:
-        report(w, WATCH_EMPTY, 0, NULL);
+        /* Closed empty may be the first half of a writer that truncates, closes, then writes: only an
+         * empty file that stays so for the settle time means forwarding is down. */
+        if (written)
+            filewatch_settle(w->watch);
+        else
+            report(w, WATCH_EMPTY, 0, NULL);
         break;
     case PORTFILE_INVALID:
         snprintf(msg, sizeof msg, "ignoring PORT_FILE %s: %s", w->path, err);
@@ -112,7 +117,8 @@ static void on_look(void *ctx, enum filewatch_event event, int err)
     char msg[512];
     switch (event) {
     case FILEWATCH_CHANGED:
-        read_file(w);
+    case FILEWATCH_WRITTEN:
+        read_file(w, event == FILEWATCH_WRITTEN);
         return;
     case FILEWATCH_NO_DIR:
         report(w, WATCH_MISSING, 0, NULL);
@@ -131,11 +137,12 @@ int watcher_start(uv_loop_t *loop, const char *path, watcher_cb cb, void *ctx, s
 {
     struct watcher *w = calloc(1, sizeof *w);
     w->path = w ? strdup(path) : NULL;
-    if (!w || !w->path || filewatch_start(loop, path, on_look, w, &w->watch) != 0) {
+    int rc = w && w->path ? filewatch_start(loop, path, FILEWATCH_AT_ONCE, on_look, w, &w->watch) : UV_ENOMEM;
+    if (rc != 0) {
         if (w)
             free(w->path);
         free(w);
-        return UV_ENOMEM;
+        return rc;
     }
     w->cb = cb;
     w->ctx = ctx;

@@ -1,9 +1,11 @@
 /*
  * watcher.h - follows Gluetun's port file (through filewatch.h: inotify on
  * its directory, renames and ..data swaps included) and says what it holds
- * after each change. Events are settled for a moment before the file is
- * read, so the empty file between Gluetun's truncate and write is never
- * taken for a change.
+ * after each change. A complete write (the file closed after writing, as
+ * Gluetun's single open-truncate-write-close does, or renamed into place) is
+ * read at once; other events are settled for a moment first, and so is an
+ * empty file, so the gap between a truncate and its write is never taken for
+ * a change.
  */
 #ifndef QGS_WATCHER_H
 #define QGS_WATCHER_H

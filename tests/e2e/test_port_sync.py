@@ -602,16 +602,22 @@ def test_sync_429_when_called_twice_within_a_second(qbt, sidecar, tmp_path):
     assert status == 429, body
 
 
-def test_sync_is_allow_list_protected_readyz_is_not(qbt, sidecar, tmp_path):
+def test_loopback_outside_the_allow_list_gets_sync_and_probes_only(qbt, sidecar, tmp_path):
+    """Gluetun's hooks call /sync from the network namespace it shares with the sidecar, so loopback
+    gets /sync (and the probes) whatever ALLOWED_IPS says; the WebUI and /metrics stay behind the list.
+    (A client from elsewhere outside the list gets 403 on /sync too: tests/unit/test_request.c.)"""
     q = qbt(local_host_auth=False)
     port = free_port()
     path = port_file(tmp_path, port)
     sc = sidecar(q, PORT_FILE=path, ALLOWED_IPS="10.0.0.0/8")
     wait_port(q, sc, port)
-    r = requests.get(sc.base_url + "/sync", timeout=10)
-    assert r.status_code == 403, r.text
-    r = requests.post(sc.base_url + "/sync", timeout=10)
-    assert r.status_code == 403, r.text
+    status, body, _ = sync_call(sc)
+    assert status == 200 and body["outcome"] == "in_sync", body
+    status, body, _ = sync_call(sc, method="POST")
+    assert status == 200, body
+    for target in ("/api/v2/app/version", "/metrics", "/"):
+        r = requests.get(sc.base_url + target, timeout=10)
+        assert r.status_code == 403, (target, r.text)
     wait_ready(sc)  # /readyz answers 200 to 127.0.0.1 though it is not allowed
 
 
