@@ -28,7 +28,8 @@ struct gluetun {
 
     /* The ask in flight. */
     bool busy, retried, switched, report_oom;
-    bool on_old; /* the request on the wire is for ROUTE_OLD */
+    bool ask_again; /* asked for again while it was on its way: its answer may be older than the question */
+    bool on_old;    /* the request on the wire is for ROUTE_OLD */
     uint64_t deadline;
     struct upstream_conn *conn;
     int status;
@@ -170,6 +171,12 @@ static void report(struct gluetun *g, enum gluetun_state state, uint16_t port, c
 {
     g->busy = false;
     g->conn = NULL;
+    if (g->ask_again) {
+        /* A /sync (Gluetun's hook: forwarding just changed) came while this was on its way: the answer
+         * may predate the change. Only the answer to a question asked after it counts. */
+        ask(g);
+        return;
+    }
     g->failures = state == GLUETUN_FAILED ? g->failures + 1 : 0;
     if (g->polling)
         uv_timer_start(
@@ -221,10 +228,13 @@ static void ask(struct gluetun *g)
         fail(g, "out of memory for a request to Gluetun's control server");
         return;
     }
-    if (g->busy)
+    if (g->busy) {
+        g->ask_again = true;
         return;
+    }
     uv_timer_stop(&g->timer);
     g->busy = true;
+    g->ask_again = false;
     g->retried = g->switched = false;
     g->first_status = 0;
     g->on_old = g->legacy;

@@ -104,6 +104,8 @@ static const char *outcome_name(const struct sync *s)
 {
     if (s->result != QBT_OK)
         return qbt_result_name(s->result);
+    if (using_control(s) && s->control_state == GLUETUN_FAILED)
+        return "source_failed"; /* qBittorrent may well have the last port: what is new cannot be known */
     if (!s->have_port)
         return "no_port";
     return s->confirmed == s->desired ? "in_sync" : "not_applied";
@@ -378,7 +380,7 @@ static void on_qbt(void *ctx, enum qbt_result result, int port, const char *deta
         if (s->target == s->desired)
             s->rebind_pending = false;
         s->confirmed = s->target;
-        log_info("qBittorrent now listens on port %u (%llu ms after the file changed)", s->target,
+        log_info("qBittorrent now listens on port %u (%llu ms after the source changed)", s->target,
                  (unsigned long long)(uv_now(s->loop) - s->changed_at));
         metrics_observe_latency((double)(uv_now(s->loop) - s->changed_at) / 1000.0);
         /* Its trackers would go on announcing the old port until their next interval (30 min and more):

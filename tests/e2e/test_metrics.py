@@ -235,11 +235,12 @@ def test_answers_of_the_sidecar_itself_are_not_counted_as_proxied(proxy, upstrea
 def test_denied_requests_counted(daemon):
     d = daemon(ALLOWED_IPS="127.0.0.1")
     before = m(d).value(P + "denied_requests_total")
-    for path in ("/", "/api/v2/app/version", "/sync", "/metrics", "/api/v2/auth/login?x=1"):
+    for path in ("/", "/api/v2/app/version", "/syncx", "/metrics", "/api/v2/auth/login?x=1"):
         r = get(d.host, d.port, path, source="127.0.0.2")
         assert r.status == 403, f"{path}: {r}"
-    # /healthz is open to everyone: not a denial.
+    # /healthz is open to everyone, and /sync to loopback (Gluetun's hooks): not denials.
     assert get(d.host, d.port, "/healthz", source="127.0.0.2").status == 200
+    assert get(d.host, d.port, "/sync", source="127.0.0.2").status != 403
     after = m(d)
     assert after.value(P + "denied_requests_total") - before == 5
     assert proxied_counts(after) == {}, "a denied request is not a proxied one"
