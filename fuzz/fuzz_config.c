@@ -3,7 +3,7 @@
  *
  * The input is up to 32 NUL-separated pieces. A piece "NAME=value" with a
  * known NAME sets it; any other piece sets the known name chosen by its first
- * byte to the rest of the piece. For QBIT_PASS_FILE and QBIT_API_KEY_FILE the
+ * byte to the rest of the piece. For the *_PASS_FILE and *_API_KEY_FILE the
  * value is the file's contents (0x01 stands for a NUL byte), put in a memfd
  * whose /proc/self/fd path becomes the variable, so no fuzz input ever names
  * a real file; a value starting with '!' names a file that does not exist.
@@ -48,6 +48,20 @@ static const char *const names[] = {
     "QBIT_TRUST_PROXY",
     "LOG_FORMAT",
     "ACCESS_LOG",
+    "QBIT_CA_FILE",
+    "QBIT_TLS_INSECURE",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
+    "ALLOWED_HOSTS",
+    "REANNOUNCE_ON_CHANGE",
+    "GLUETUN_CONTROL_URL",
+    "GLUETUN_API_KEY",
+    "GLUETUN_API_KEY_FILE",
+    "GLUETUN_USER",
+    "GLUETUN_PASS",
+    "GLUETUN_PASS_FILE",
+    "GLUETUN_CA_FILE",
+    "GLUETUN_POLL_INTERVAL",
 };
 #define NNAMES (sizeof names / sizeof names[0])
 #define MAX_PIECES 32
@@ -60,7 +74,8 @@ static int memfds[NNAMES];
 
 static int is_file_var(size_t i)
 {
-    return strcmp(names[i], "QBIT_PASS_FILE") == 0 || strcmp(names[i], "QBIT_API_KEY_FILE") == 0;
+    return strcmp(names[i], "QBIT_PASS_FILE") == 0 || strcmp(names[i], "QBIT_API_KEY_FILE") == 0 ||
+           strcmp(names[i], "GLUETUN_PASS_FILE") == 0 || strcmp(names[i], "GLUETUN_API_KEY_FILE") == 0;
 }
 
 static void set_var(size_t i, const char *value, size_t len)
@@ -122,7 +137,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void check_loaded(const struct config *cfg)
 {
-    FUZZ_CHECK(cfg->qbit.https == 0, "https accepted");
+    /* The TLS trust settings only with https:// (and never both ways of trusting). */
+    FUZZ_CHECK(cfg->qbit.https || (!cfg->qbit_ca_file && !cfg->qbit_tls_insecure),
+               "QBIT TLS settings without https");
+    FUZZ_CHECK(!(cfg->qbit_ca_file && cfg->qbit_tls_insecure), "QBIT_CA_FILE and QBIT_TLS_INSECURE both");
+    FUZZ_CHECK((cfg->tls_cert_file == NULL) == (cfg->tls_key_file == NULL),
+               "certificate without key or back");
+    FUZZ_CHECK(cfg->reannounce_on_change == 0 || cfg->reannounce_on_change == 1, "REANNOUNCE_ON_CHANGE");
+    /* Gluetun: credentials only with a control server, one kind of them, within the bounds of the request. */
+    FUZZ_CHECK(cfg->have_gluetun || (!cfg->gluetun_api_key && !cfg->gluetun_user && !cfg->gluetun_pass &&
+                                     !cfg->gluetun_ca_file),
+               "Gluetun settings without GLUETUN_CONTROL_URL");
+    FUZZ_CHECK((cfg->gluetun_user == NULL) == (cfg->gluetun_pass == NULL), "Gluetun user without password");
+    FUZZ_CHECK(!(cfg->gluetun_api_key && cfg->gluetun_user), "Gluetun API key and user both set");
+    FUZZ_CHECK(!cfg->gluetun_user || !strchr(cfg->gluetun_user, ':'), "':' in GLUETUN_USER");
+    FUZZ_CHECK(!cfg->gluetun_api_key || strlen(cfg->gluetun_api_key) <= 256, "GLUETUN_API_KEY too long");
+    FUZZ_CHECK(!cfg->gluetun_pass || strlen(cfg->gluetun_pass) <= 256, "GLUETUN_PASS too long");
+    FUZZ_CHECK(!cfg->gluetun_ca_file || cfg->gluetun.https, "GLUETUN_CA_FILE without https");
+    FUZZ_CHECK(cfg->gluetun_poll_ms >= 1000 && cfg->gluetun_poll_ms <= 86400000, "GLUETUN_POLL_INTERVAL");
     FUZZ_CHECK(cfg->qbit.port >= 1, "QBIT_ADDR port 0");
     FUZZ_CHECK((cfg->qbit_user == NULL) == (cfg->qbit_pass == NULL), "user without password or back");
     FUZZ_CHECK(!(cfg->qbit_api_key && cfg->qbit_user), "API key and user both set");
@@ -162,6 +194,12 @@ static void check_loaded(const struct config *cfg)
     FUZZ_CHECK(strstr(printed, cfg->qbit_api_key ? "\nQBIT_API_KEY=******** (set)\n" : "\nQBIT_API_KEY=\n") !=
                    NULL,
                "QBIT_API_KEY not masked");
+    /* Gluetun's credentials are described, never printed. */
+    if (cfg->have_gluetun)
+        FUZZ_CHECK(strstr(printed, cfg->gluetun_api_key ? "\nGLUETUN_AUTH=API key (set)\n"
+                                   : cfg->gluetun_user  ? "\nGLUETUN_AUTH=basic, user and password (set)\n"
+                                                        : "\nGLUETUN_AUTH=none\n") != NULL,
+                   "Gluetun's credentials not masked");
     free(printed);
     config_print(cfg, devnull);
 }
