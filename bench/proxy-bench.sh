@@ -18,8 +18,11 @@
 # Every server is stopped by PID on exit. This prints figures; it is not a test and exits 0 even
 # when ours answers errors (they are printed).
 #
+# Then small responses at 1, 50, 200 and 1000 clients at once (CLIENT_COUNTS), nginx and ours,
+# with the connections each opened to origin during the run (origin's stub_status), and our
+# peak VmRSS after them.
 # Environment: QGS_BIN (default build/release/qbit-gluetun-sync), DURATION (default 5s),
-# CONNECTIONS (default 50), NGINX_PROXY_EXTRA (directives for nginx's proxy location, default
+# CONNECTIONS (default 50), CLIENT_COUNTS (default "1 50 200 1000"), NGINX_PROXY_EXTRA (directives for nginx's proxy location, default
 # "proxy_buffering off;"), TLS_IDLE (default 1000), QGS_BASELINE_BIN (another build of ours,
 # e.g. the commit before a change: its idle memory is printed beside ours, measured the same
 # way in the same run), KEEP_TMP=1 to keep the temporary directory.
@@ -86,7 +89,8 @@ ORIGIN_PORT="$(free_port)"
 NGINX_PORT="$(free_port)"
 OURS_PORT="$(free_port)"
 
-nginx_conf origin "$ORIGIN_PORT" "root $TMP/www; location / { }"
+# stub_status counts the connections origin accepts: how many each proxy opened during a run.
+nginx_conf origin "$ORIGIN_PORT" "root $TMP/www; location / { } location = /nginx_status { stub_status; }"
 nginx_conf nginxproxy "$NGINX_PORT" \
     "location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; $NGINX_PROXY_EXTRA }" \
     "upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 32; }"
@@ -108,7 +112,7 @@ start_ours() {
     PIDS+=("$LAST_PID")
 }
 
-start_ours ours "$QGS_BIN" "$OURS_PORT"
+start_ours ours "$QGS_BIN" "$OURS_PORT" MAX_CONNECTIONS=4096
 OURS_PID="$LAST_PID"
 wait_http "http://127.0.0.1:$OURS_PORT/healthz" || { sed 's/^/  ours: /' "$TMP/ours.stderr" >&2; exit 1; }
 if [[ -n "$QGS_BASELINE_BIN" ]]; then
@@ -129,11 +133,12 @@ fi
 
 # ---- load ----
 # run_wrk LABEL URL [WRK ARGS...]: prints nothing; sets RPS[LABEL], MBS[LABEL], ERR[LABEL]
+# (with -c$CLIENTS when set, else -c$CONNECTIONS)
 declare -A RPS MBS ERR
 run_wrk() {
     local label="$1" url="$2" out
     shift 2
-    out="$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$@" "$url" 2>&1 || true)"
+    out="$(wrk -t1 -c"${CLIENTS:-$CONNECTIONS}" -d"$DURATION" "$@" "$url" 2>&1 || true)"
     echo "$out" >"$TMP/wrk-$label.txt"
     RPS[$label]="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
     MBS[$label]="$(awk '/^Transfer\/sec:/ {
@@ -156,6 +161,24 @@ done
 OURS_RSS_AFTER="$(vmrss_kib "$OURS_PID" 2>/dev/null || echo gone)"
 OURS_PRIV_AFTER="$(private_kib "$OURS_PID" 2>/dev/null || echo gone)"
 NGINX_RSS_AFTER="$(vmrss_kib "$NGINX_PID" 2>/dev/null || echo gone)"
+
+# ---- clients: 1 to 1000 at once, small responses ----
+# The connections origin accepted during each run are the ones that proxy opened (the status
+# request itself is one more, taken off).
+accepts() { curl -s "http://127.0.0.1:$ORIGIN_PORT/nginx_status" | awk 'NR == 3 { print $1 }'; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+declare -A OPENED
+CLIENT_COUNTS="${CLIENT_COUNTS:-1 50 200 1000}"
+for n in $CLIENT_COUNTS; do
+    for via in nginx ours; do
+        port="$NGINX_PORT"
+        [[ "$via" == ours ]] && port="$OURS_PORT"
+        before="$(accepts)"
+        CLIENTS="$n" run_wrk "c$n-$via" "http://127.0.0.1:$port/small.bin"
+        OPENED[c$n-$via]=$(($(accepts) - before - 1))
+    done
+done
+OURS_HWM="$(awk '/^VmHWM:/ {print $2}' "/proc/$OURS_PID/status" 2>/dev/null || echo gone)"
 
 # ---- TLS at the front door ----
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
@@ -236,6 +259,15 @@ for size in small large; do
         "$(ratio "${RPS[ours-$size]}" "${RPS[nginx-$size]}")" "$(ratio "${MBS[ours-$size]}" "${MBS[nginx-$size]}")" \
         "$(ratio "${RPS[ours-$size]}" "${RPS[direct-$size]}")" "$(ratio "${MBS[ours-$size]}" "${MBS[direct-$size]}")"
 done
+echo
+echo "clients at once (small, wrk -t1 -cN); opened: connections the proxy opened to origin during the run" \
+    "(ours: UPSTREAM_MAX_CONNECTIONS=$(env -i "$QGS_BIN" --check-config 2>/dev/null | sed -n 's/^UPSTREAM_MAX_CONNECTIONS=//p'))"
+printf '%-8s %12s %8s %12s %8s %12s  %s\n' clients nginx-req/s opened ours-req/s opened ours/nginx errors
+for n in $CLIENT_COUNTS; do
+    printf '%-8s %12s %8s %12s %8s %12s  %s\n' "$n" "${RPS[c$n-nginx]}" "${OPENED[c$n-nginx]}" "${RPS[c$n-ours]}" \
+        "${OPENED[c$n-ours]}" "$(ratio "${RPS[c$n-ours]}" "${RPS[c$n-nginx]}")" "${ERR[c$n-ours]:-}${ERR[c$n-nginx]:+ nginx: ${ERR[c$n-nginx]}}"
+done
+echo "ours peak VmRSS (VmHWM) after the runs up to ${CLIENT_COUNTS##* } clients: $OURS_HWM KiB"
 echo
 echo "TLS at the front door (both proxy to origin over plain HTTP; one self-signed P-256 certificate):"
 printf '%-8s %-10s %12s %10s  %s\n' file via req/s MB/s errors

@@ -62,6 +62,8 @@ static const char *const names[] = {
     "GLUETUN_PASS_FILE",
     "GLUETUN_CA_FILE",
     "GLUETUN_POLL_INTERVAL",
+    "UPSTREAM_MAX_CONNECTIONS",
+    "UPSTREAM_MAX_QUEUE",
 };
 #define NNAMES (sizeof names / sizeof names[0])
 #define MAX_PIECES 32
@@ -176,6 +178,10 @@ static void check_loaded(const struct config *cfg)
     FUZZ_CHECK(cfg->upstream_connect_timeout_ms >= 1000 && cfg->upstream_connect_timeout_ms <= 600000,
                "UPSTREAM_CONNECT_TIMEOUT");
     FUZZ_CHECK(cfg->upstream_timeout_ms >= 1000 && cfg->upstream_timeout_ms <= 3600000, "UPSTREAM_TIMEOUT");
+    /* At least two: one is kept for the API calls, and the proxy needs one. */
+    FUZZ_CHECK(cfg->upstream_max_connections >= 2 && cfg->upstream_max_connections <= 10000,
+               "UPSTREAM_MAX_CONNECTIONS");
+    FUZZ_CHECK(cfg->upstream_max_queue <= 1000000, "UPSTREAM_MAX_QUEUE");
     FUZZ_CHECK(cfg->max_buffered_body <= (1UL << 30), "MAX_BUFFERED_BODY");
     FUZZ_CHECK(cfg->resync_interval_ms <= 86400000, "RESYNC_INTERVAL");
     FUZZ_CHECK(cfg->rebind_on_reconnect == 0 || cfg->rebind_on_reconnect == 1, "REBIND_ON_RECONNECT");

@@ -312,6 +312,11 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     cfg->upstream_connect_timeout_ms = (unsigned)n * 1000;
     load_number(&p, "UPSTREAM_TIMEOUT", 1, 3600, 60, "a number of seconds", &n);
     cfg->upstream_timeout_ms = (unsigned)n * 1000;
+    load_number(&p, "UPSTREAM_MAX_CONNECTIONS", 2, 10000, 16,
+                "a number of connections (one is kept for the API)", &n);
+    cfg->upstream_max_connections = (unsigned)n;
+    load_number(&p, "UPSTREAM_MAX_QUEUE", 0, 1000000, 1024, "a number of requests", &n);
+    cfg->upstream_max_queue = (unsigned)n;
     load_number(&p, "MAX_BUFFERED_BODY", 0, 1UL << 30, 64UL << 20, "a size in bytes", &n);
     cfg->max_buffered_body = n;
     load_number(&p, "RESYNC_INTERVAL", 0, 86400, 60, "a number of seconds (0 disables)", &n);
@@ -404,6 +409,8 @@ void config_print(const struct config *cfg, FILE *out)
     fprintf(out, "MAX_CONNECTIONS=%u\n", cfg->max_connections);
     fprintf(out, "UPSTREAM_CONNECT_TIMEOUT=%u\n", cfg->upstream_connect_timeout_ms / 1000);
     fprintf(out, "UPSTREAM_TIMEOUT=%u\n", cfg->upstream_timeout_ms / 1000);
+    fprintf(out, "UPSTREAM_MAX_CONNECTIONS=%u\n", cfg->upstream_max_connections);
+    fprintf(out, "UPSTREAM_MAX_QUEUE=%u\n", cfg->upstream_max_queue);
     fprintf(out, "MAX_BUFFERED_BODY=%zu\n", cfg->max_buffered_body);
     fprintf(out, "RESYNC_INTERVAL=%u\n", cfg->resync_interval_ms / 1000);
     fprintf(out, "REBIND_ON_RECONNECT=%s\n", cfg->rebind_on_reconnect ? "true" : "false");

@@ -35,6 +35,8 @@ struct config {
     unsigned max_connections;     /* MAX_CONNECTIONS: concurrent clients, beyond it 503 */
     unsigned upstream_connect_timeout_ms; /* UPSTREAM_CONNECT_TIMEOUT: per qBittorrent address tried */
     unsigned upstream_timeout_ms;         /* UPSTREAM_TIMEOUT: qBittorrent's answer, or a stalled transfer */
+    unsigned upstream_max_connections;    /* UPSTREAM_MAX_CONNECTIONS: open to qBittorrent at once */
+    unsigned upstream_max_queue;          /* UPSTREAM_MAX_QUEUE: requests waiting for one, beyond it 503 */
     size_t max_buffered_body;    /* MAX_BUFFERED_BODY: chunked request bodies are collected up to it */
     unsigned resync_interval_ms; /* RESYNC_INTERVAL: re-check qBittorrent's port; 0 = never */
     int rebind_on_reconnect;     /* REBIND_ON_RECONNECT: force a re-bind after forwarding restarts */

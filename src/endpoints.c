@@ -224,11 +224,12 @@ static bool respond(struct local_exchange *x)
             answer_text(x, 405, only_get_head, use_get_head, keep_alive);
             return true;
         }
-        unsigned active = 0, idle = 0;
+        unsigned active = 0, idle = 0, queued = 0;
         if (e->up)
-            upstream_counts(e->up, &active, &idle);
+            upstream_counts(e->up, &active, &idle, &queued);
         metrics.upstream_connections_active = active;
         metrics.upstream_connections_idle = idle;
+        metrics.upstream_queue_length = queued;
         struct buf text;
         buf_init(&text, 256 * 1024);
         if (metrics_render(&text) != 0)

@@ -210,7 +210,7 @@ static void send_request(struct gluetun *g)
     g->status = 0;
     g->location[0] = '\0';
     buf_reset(&g->resp);
-    g->conn = upstream_conn_get(g->up, g->retried, &handler, g);
+    g->conn = upstream_conn_get(g->up, g->retried ? UPSTREAM_FRESH : 0, &handler, g);
     if (!g->conn) {
         g->report_oom = true;
         uv_timer_start(&g->timer, on_timer, 0, 0);
@@ -279,11 +279,11 @@ void gluetun_stop(struct gluetun *g)
 
 /* ---- upstream events ---- */
 
-static void on_connect(void *ctx, const struct upstream_failure *f)
+static void on_connect(void *ctx, struct upstream_conn *c, const struct upstream_failure *f)
 {
     struct gluetun *g = ctx;
+    g->conn = c;
     if (f) {
-        g->conn = NULL;
         fail(g, "cannot connect to Gluetun's control server at %s: %s", g->cfg->gluetun.authority, f->reason);
         return;
     }

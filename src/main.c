@@ -71,6 +71,8 @@ static void usage(FILE *out)
         "  MAX_CONNECTIONS   concurrent client connections (1024)\n"
         "  UPSTREAM_CONNECT_TIMEOUT  seconds to connect to qBittorrent, per address (5)\n"
         "  UPSTREAM_TIMEOUT  seconds to wait for qBittorrent's answer or a stalled transfer (60)\n"
+        "  UPSTREAM_MAX_CONNECTIONS  connections to qBittorrent open at once; more requests wait (16)\n"
+        "  UPSTREAM_MAX_QUEUE  requests waiting for a connection at most; beyond it 503 (1024)\n"
         "  MAX_BUFFERED_BODY bytes of a chunked request body collected for qBittorrent (67108864)\n"
         "  QBIT_API_KEY      qBittorrent 5.2+ API key instead of user and password (or QBIT_API_KEY_FILE)\n"
         "  RESYNC_INTERVAL   seconds between checks of qBittorrent's port, 0 = never (60)\n"
@@ -223,12 +225,16 @@ int main(int argc, char **argv)
         .response_timeout_ms = d.cfg.upstream_timeout_ms,
         .io_timeout_ms = d.cfg.upstream_timeout_ms,
         .pool_idle_ms = 4000, /* qBittorrent closes idle connections after about 7 s */
-        .pool_max = 64,
+        .pool_max = d.cfg.upstream_max_connections,
+        .max_conns = d.cfg.upstream_max_connections,
+        .reserved = 1, /* the port sync's API calls never wait behind the WebUI */
+        .queue_max = d.cfg.upstream_max_queue,
         .tls = certs_upstream(d.certs),
     };
     /* Gluetun's control server gets a client of its own: another host, another pool. */
     struct upstream_options go = uo;
     go.pool_max = 1;
+    go.max_conns = 0; /* one question at a time */
     go.tls = certs_gluetun(d.certs);
     if (upstream_new(d.loop, &d.cfg.qbit, &uo, &d.upstream) != 0 ||
         (d.cfg.have_gluetun && upstream_new(d.loop, &d.cfg.gluetun, &go, &d.gluetun_up) != 0) ||

@@ -14,14 +14,14 @@ static const char *const method_names[METRICS_METHODS] = {"GET",    "HEAD",    "
                                                           "DELETE", "OPTIONS", "PATCH", "other"};
 static const char *const upstream_error_names[UPSTREAM_ERR_KINDS] = {"connect", "timeout", "broken"};
 
-void metrics_observe_latency(double seconds)
+void metrics_observe(struct histogram *h, double seconds)
 {
     for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
         if (seconds <= latency_bounds[i])
-            metrics.latency_buckets[i]++;
+            h->buckets[i]++;
     }
-    metrics.latency_count++;
-    metrics.latency_sum += seconds;
+    h->count++;
+    h->sum += seconds;
 }
 
 void metrics_count_request(int method, int status)
@@ -66,6 +66,18 @@ static int family(struct buf *out, const char *name, const char *type, const cha
     return buf_printf(out, "# HELP " PREFIX "%s %s\n# TYPE " PREFIX "%s %s\n", name, help, name, type);
 }
 
+static int render_histogram(struct buf *out, const char *name, const char *help, const struct histogram *h)
+{
+    int rc = family(out, name, "histogram", help);
+    for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
+        rc |= buf_printf(out, PREFIX "%s_bucket{le=\"%g\"} %llu\n", name, latency_bounds[i],
+                         (unsigned long long)h->buckets[i]);
+    rc |= buf_printf(out, PREFIX "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+    rc |= buf_printf(out, PREFIX "%s_sum %.6f\n", name, h->sum);
+    rc |= buf_printf(out, PREFIX "%s_count %llu\n", name, (unsigned long long)h->count);
+    return rc;
+}
+
 int metrics_render(struct buf *out)
 {
     int rc = 0;
@@ -90,16 +102,9 @@ int metrics_render(struct buf *out)
                  "Unix time of the last successful sync (0 = never).");
     rc |= buf_printf(out, PREFIX "last_success_timestamp_seconds %.3f\n", metrics.last_success_time);
 
-    rc |= family(out, "apply_latency_seconds", "histogram",
-                 "Time from a change of the port file to qBittorrent confirming the new port.");
-    for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
-        rc |= buf_printf(out, PREFIX "apply_latency_seconds_bucket{le=\"%g\"} %llu\n", latency_bounds[i],
-                         (unsigned long long)metrics.latency_buckets[i]);
-    rc |= buf_printf(out, PREFIX "apply_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-                     (unsigned long long)metrics.latency_count);
-    rc |= buf_printf(out, PREFIX "apply_latency_seconds_sum %.6f\n", metrics.latency_sum);
-    rc |= buf_printf(out, PREFIX "apply_latency_seconds_count %llu\n",
-                     (unsigned long long)metrics.latency_count);
+    rc |= render_histogram(out, "apply_latency_seconds",
+                           "Time from a change of the port file to qBittorrent confirming the new port.",
+                           &metrics.apply_latency);
 
     rc |= family(out, "proxied_requests_total", "counter",
                  "Requests proxied to qBittorrent, by method and status class.");
@@ -128,6 +133,16 @@ int metrics_render(struct buf *out)
                      (long long)metrics.upstream_connections_active);
     rc |= buf_printf(out, PREFIX "upstream_connections{state=\"idle\"} %lld\n",
                      (long long)metrics.upstream_connections_idle);
+    rc |= family(out, "upstream_queue_length", "gauge",
+                 "Requests waiting for a connection to qBittorrent (UPSTREAM_MAX_CONNECTIONS are open).");
+    rc |= buf_printf(out, PREFIX "upstream_queue_length %lld\n", (long long)metrics.upstream_queue_length);
+    rc |= render_histogram(out, "upstream_queue_wait_seconds",
+                           "How long requests that had to wait for a connection to qBittorrent waited.",
+                           &metrics.upstream_queue_wait);
+    rc |= family(out, "upstream_queue_full_total", "counter",
+                 "Requests answered 503 because too many were waiting for a connection to qBittorrent.");
+    rc |= buf_printf(out, PREFIX "upstream_queue_full_total %llu\n",
+                     (unsigned long long)metrics.upstream_queue_full);
     rc |= family(out, "localhost_bypass_exposed", "gauge",
                  "1 when qBittorrent's localhost bypass is on, it does not trust this proxy, and ALLOWED_IPS "
                  "admits non-loopback clients: they get the WebUI without a password.");

@@ -182,7 +182,7 @@ static void fail(struct proxy_exchange *ex, int status, const char *text)
 
 static int connect_upstream(struct proxy_exchange *ex, int fresh)
 {
-    ex->conn = upstream_conn_get(ex->px->up, fresh, &handler, ex);
+    ex->conn = upstream_conn_get(ex->px->up, fresh ? UPSTREAM_FRESH : 0, &handler, ex);
     return ex->conn ? 0 : UV_ENOMEM;
 }
 
@@ -288,12 +288,18 @@ static int send_request(struct proxy_exchange *ex)
     return 0;
 }
 
-static void on_connect(void *ctx, const struct upstream_failure *f)
+static void on_connect(void *ctx, struct upstream_conn *c, const struct upstream_failure *f)
 {
     struct proxy_exchange *ex = ctx;
+    ex->conn = c;
+    if (f && f->err == UV_EBUSY) {
+        /* Too many waiting for qBittorrent already: come back in a moment rather than queue for minutes. */
+        metrics.upstream_queue_full++;
+        fail(ex, 503, "too many requests are waiting for qBittorrent; try again");
+        return;
+    }
     if (f) {
         char msg[300];
-        ex->conn = NULL;
         snprintf(msg, sizeof msg, "cannot connect to qBittorrent at %s: %s", ex->px->cfg->qbit.authority,
                  f->reason);
         if (log_limiter_allow(&ex->px->error_limit, uv_now(ex->px->loop)))
@@ -302,6 +308,9 @@ static void on_connect(void *ctx, const struct upstream_failure *f)
         fail(ex, f->err == UV_ETIMEDOUT ? 504 : 502, msg);
         return;
     }
+    int64_t waited = upstream_conn_waited_ms(c);
+    if (waited >= 0)
+        metrics_observe(&metrics.upstream_queue_wait, (double)waited / 1000.0);
     bool waiting = ex->client_waiting;
     ex->client_waiting = false;
     if (send_request(ex) == 0 && waiting)

@@ -248,7 +248,8 @@ static int send_step(struct qbt *q, enum step step)
     q->new_cookie[0] = '\0';
     q->saw_cookie = false;
     buf_reset(&q->resp);
-    q->conn = upstream_conn_get(q->up, q->retried, &handler, q);
+    /* Priority: the reconciler never waits behind proxied WebUI traffic for a connection. */
+    q->conn = upstream_conn_get(q->up, (q->retried ? UPSTREAM_FRESH : 0) | UPSTREAM_PRIORITY, &handler, q);
     if (!q->conn)
         return UV_ENOMEM;
     /* The whole call, every step, within UPSTREAM_TIMEOUT: an answer that trickles must not hold the
@@ -343,9 +344,10 @@ static void finish(struct qbt *q, enum qbt_result result, int port, const char *
 
 /* ---- upstream events ---- */
 
-static void on_connect(void *ctx, const struct upstream_failure *f)
+static void on_connect(void *ctx, struct upstream_conn *c, const struct upstream_failure *f)
 {
     struct qbt *q = ctx;
+    q->conn = c;
     if (f) {
         char msg[512];
         snprintf(msg, sizeof msg, "cannot connect to qBittorrent at %s: %s", q->cfg->qbit.authority,

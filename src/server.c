@@ -20,6 +20,7 @@
 #include "stream.h"
 
 #define STASH_MAX (2 * 65536)
+#define WAIT_READ_MAX 4096 /* read and held at most while an exchange waits for its connection */
 #define RESPONSE_MAX 2048
 #define LINGER_MS 2000
 
@@ -91,9 +92,13 @@ static void update_reading(struct client_conn *c)
     else if (c->phase == PHASE_LINGER)
         want = true;
     else
-        /* Not while unread responses pile up beyond the high mark (pipelining without reading). */
-        want = !c->close_after_write && !c->waiting && !c->bp_paused && c->phase != PHASE_WAIT &&
-               queued(c) <= STREAM_WRITE_HIGH;
+        /*
+         * Not while unread responses pile up beyond the high mark (pipelining without reading). While
+         * the exchange waits for a connection to qBittorrent (in the queue, perhaps), a little is read
+         * and held, so that a client that goes away is seen at once and leaves the queue.
+         */
+        want = !c->close_after_write && (!c->waiting || c->stash.len < WAIT_READ_MAX) && !c->bp_paused &&
+               c->phase != PHASE_WAIT && queued(c) <= STREAM_WRITE_HIGH;
     stream_read(&c->st, want);
 }
 
@@ -303,7 +308,9 @@ static size_t answer_error(struct client_conn *c, int status, const char *reason
     snprintf(body, sizeof body, "%s\n", reason);
     /* Bounds the wait for a client that never reads the answer. */
     arm_timer(c, c->srv->cfg->idle_timeout_ms);
-    return client_respond(c, status, NULL, NULL, body, strlen(body), false);
+    /* A 503 is a moment of overload (too many clients, or waiting for qBittorrent): say when to come back. */
+    return client_respond(c, status, NULL, status == 503 ? "Retry-After: 1\r\n" : NULL, body, strlen(body),
+                          false);
 }
 
 /* The server's own refusal of a request no exchange serves (cannot be read, too late, too many): the

@@ -382,7 +382,7 @@ static void on_qbt(void *ctx, enum qbt_result result, int port, const char *deta
         s->confirmed = s->target;
         log_info("qBittorrent now listens on port %u (%llu ms after the source changed)", s->target,
                  (unsigned long long)(uv_now(s->loop) - s->changed_at));
-        metrics_observe_latency((double)(uv_now(s->loop) - s->changed_at) / 1000.0);
+        metrics_observe(&metrics.apply_latency, (double)(uv_now(s->loop) - s->changed_at) / 1000.0);
         /* Its trackers would go on announcing the old port until their next interval (30 min and more):
          * peers would keep trying a dead port. Only after a port was set, not after a check. */
         if (s->cfg->reannounce_on_change) {

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <llhttp.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <stdbool.h>
@@ -21,9 +22,10 @@ enum conn_state {
     UC_RESOLVING,  /* waiting for the host's addresses */
     UC_CONNECTING, /* trying addresses one by one (the TLS handshake included) */
     UC_RETRYING,   /* a failed attempt's socket is closing; the next address follows */
-    UC_ACTIVE,     /* carrying an exchange for its owner */
-    UC_IDLE,       /* in the pool */
-    UC_CLOSING,    /* handles closing; freed when the last one is */
+    UC_QUEUED,  /* no connection yet: the exchange waits in the queue for one (no stream, only the timer) */
+    UC_ACTIVE,  /* carrying an exchange for its owner */
+    UC_IDLE,    /* in the pool */
+    UC_CLOSING, /* handles closing; freed when the last one is */
 };
 
 struct upstream_conn {
@@ -31,7 +33,7 @@ struct upstream_conn {
     uv_timer_t timer;
     uv_connect_t connect_req;
     struct upstream *up;
-    struct upstream_conn *prev, *next; /* in the pool or the resolve queue */
+    struct upstream_conn *prev, *next; /* in the pool, the resolve queue or the wait queue */
     const struct upstream_handler *h;  /* NULL once the owner let go */
     void *ctx;
     llhttp_t parser;
@@ -44,7 +46,10 @@ struct upstream_conn {
     int last_error;
     bool reused, got_response, head_done, complete, keep_alive, tunnel, handshaking;
     bool no_body, request_done, paused, not_reusable, interim, upgrade_asked;
-    uint64_t deadline;   /* loop time the exchange must be over by, 0 for none */
+    uint64_t deadline;  /* loop time the exchange must be over by, 0 for none */
+    uint64_t queued_at; /* loop time it joined the wait queue */
+    uint64_t waited;    /* ms it spent there */
+    bool fresh, priority, granting, refused, was_queued;
     const char *invalid; /* what a parser callback found wrong with the response, or NULL */
     char reason[192];    /* why the exchange failed, for the owner (upstream_failure.reason) */
 };
@@ -58,9 +63,11 @@ struct upstream {
     bool literal; /* the host is an IP address: nothing to resolve */
     bool resolving, closing;
     uv_getaddrinfo_t gai_req;
-    struct upstream_conn *waiting; /* connections waiting for the resolver */
-    struct upstream_conn *idle;    /* the pool, most recently used first */
-    unsigned nidle, nactive;
+    struct upstream_conn *waiting;            /* connections waiting for the resolver */
+    struct upstream_conn *idle;               /* the pool, most recently used first */
+    struct upstream_conn *queue, *queue_tail; /* exchanges waiting for a connection, first come first */
+    unsigned nidle, nactive, nqueued, ngranting;
+    unsigned nactive_normal; /* of nactive, those carrying exchanges without UPSTREAM_PRIORITY */
     llhttp_settings_t settings;
 };
 
@@ -72,6 +79,7 @@ static void on_handshake(struct stream *st, int status);
 static const struct stream_handler stream_events;
 static void on_attempt_closed(struct stream *st);
 static void on_attempt_timeout(uv_timer_t *t);
+static void uncount_active(struct upstream_conn *c);
 
 /* ---- small helpers ---- */
 
@@ -103,7 +111,8 @@ static void conn_fail(struct upstream_conn *c, int err, const char *reason)
 {
     if (c->state == UC_CLOSING)
         return;
-    bool connecting = c->state == UC_RESOLVING || c->state == UC_CONNECTING || c->state == UC_RETRYING;
+    bool connecting = c->state == UC_RESOLVING || c->state == UC_CONNECTING || c->state == UC_RETRYING ||
+                      c->state == UC_QUEUED;
     if (reason != c->reason)
         snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : uv_strerror(err));
     const struct upstream_failure f = {
@@ -112,7 +121,7 @@ static void conn_fail(struct upstream_conn *c, int err, const char *reason)
     c->h = NULL;
     conn_destroy(c, true);
     if (h && connecting && h->on_connect)
-        h->on_connect(c->ctx, &f);
+        h->on_connect(c->ctx, NULL, &f);
     else if (h && h->on_error)
         h->on_error(c->ctx, &f);
 }
@@ -125,7 +134,15 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     const struct upstream_options *o = &c->up->opt;
-    if (c->deadline && uv_now(c->up->loop) >= c->deadline)
+    if (c->refused) {
+        snprintf(c->reason, sizeof c->reason, "%u requests are waiting for a connection already",
+                 c->up->nqueued);
+        conn_fail(c, UV_EBUSY, c->reason);
+    } else if (c->state == UC_QUEUED) {
+        snprintf(c->reason, sizeof c->reason, "no connection came free within %u s (%u open at most)",
+                 o->response_timeout_ms / 1000, o->max_conns);
+        conn_fail(c, UV_ETIMEDOUT, c->reason);
+    } else if (c->deadline && uv_now(c->up->loop) >= c->deadline)
         conn_fail(c, UV_ETIMEDOUT, "the exchange ran out of time");
     else if (c->state == UC_RESOLVING)
         conn_fail(c, UV_ETIMEDOUT, "resolving the host took too long");
@@ -145,10 +162,16 @@ bool upstream_may_retry(const struct upstream_failure *f, bool safe_to_repeat, b
     return f->reused && !f->got_response && f->err != UV_ETIMEDOUT && safe_to_repeat && !retried;
 }
 
-void upstream_counts(const struct upstream *up, unsigned *active, unsigned *idle)
+void upstream_counts(const struct upstream *up, unsigned *active, unsigned *idle, unsigned *queued)
 {
     *active = up->nactive;
     *idle = up->nidle;
+    *queued = up->nqueued;
+}
+
+int64_t upstream_conn_waited_ms(const struct upstream_conn *c)
+{
+    return c->was_queued ? (int64_t)c->waited : -1;
 }
 
 /* Shortens a wait of ms to what is left before the exchange's deadline, if it has one. */
@@ -161,15 +184,22 @@ static uint64_t within_deadline(const struct upstream_conn *c, uint64_t ms)
     return left < ms ? left : ms;
 }
 
+/* The ms an exchange has waited for its connection: so far while queued, in all once it has one. */
+static uint64_t waited(const struct upstream_conn *c)
+{
+    return c->state == UC_QUEUED ? uv_now(c->up->loop) - c->queued_at : c->waited;
+}
+
 /* Arms the one timer with the wait that fits the exchange's stage. */
 static void arm_timer(struct upstream_conn *c)
 {
     const struct upstream_options *o = &c->up->opt;
-    unsigned ms = o->io_timeout_ms;
+    uint64_t ms = o->io_timeout_ms;
     if (c->state == UC_IDLE)
         ms = o->pool_idle_ms;
-    else if (c->request_done && !c->head_done)
-        ms = o->response_timeout_ms;
+    else if (c->state == UC_QUEUED || (c->request_done && !c->head_done))
+        /* The time spent waiting for a connection counts toward the wait for the answer. */
+        ms = o->response_timeout_ms > waited(c) ? o->response_timeout_ms - waited(c) : 1;
     uv_timer_start(&c->timer, on_timer, within_deadline(c, ms), 0);
 }
 
@@ -200,15 +230,33 @@ static void on_stream_closed(struct stream *st)
     conn_handle_closed(c);
 }
 
+static void queue_remove(struct upstream *up, struct upstream_conn *c)
+{
+    if (c == up->queue_tail)
+        up->queue_tail = c->prev;
+    list_remove(&up->queue, c);
+    up->nqueued--;
+    if (c->granting) {
+        c->granting = false;
+        up->ngranting--;
+    }
+}
+
+static void kick(struct upstream *up);
+
 static void conn_destroy(struct upstream_conn *c, bool reset)
 {
     if (c->state == UC_CLOSING)
         return;
+    bool was_open = c->state != UC_QUEUED;
     if (c->state == UC_IDLE) {
         list_remove(&c->up->idle, c);
         c->up->nidle--;
+    } else if (c->state == UC_QUEUED) {
+        if (!c->refused)
+            queue_remove(c->up, c);
     } else {
-        c->up->nactive--;
+        uncount_active(c);
         if (c->state == UC_RESOLVING)
             list_remove(&c->up->waiting, c);
     }
@@ -219,6 +267,8 @@ static void conn_destroy(struct upstream_conn *c, bool reset)
      * stream that is closing already ends in on_attempt_closed, which sees UC_CLOSING. */
     if (c->st_open && !stream_closing(&c->st))
         stream_close(&c->st, reset, on_stream_closed);
+    if (was_open)
+        kick(c->up); /* a connection less: one more may be opened for the first waiting */
 }
 
 /* ---- response parsing ---- */
@@ -497,6 +547,8 @@ void upstream_conn_set_deadline(struct upstream_conn *c, uint64_t at_ms)
      * A pooled connection's ready timer arms the deadline when it fires. */
     if (c->state == UC_RESOLVING)
         uv_timer_start(&c->timer, on_timer, within_deadline(c, UINT64_MAX), 0);
+    else if (c->state == UC_QUEUED && !c->granting && !c->refused)
+        arm_timer(c);
     else if (c->state == UC_CONNECTING)
         uv_timer_start(&c->timer, on_attempt_timeout, within_deadline(c, c->up->opt.connect_timeout_ms), 0);
 }
@@ -542,13 +594,15 @@ static void reset_exchange(struct upstream_conn *c)
     c->no_body = c->request_done = c->paused = c->not_reusable = c->interim = false;
     c->upgrade_asked = false;
     c->deadline = 0;
+    c->waited = 0;
+    c->was_queued = false;
 }
 
 static void became_ready(struct upstream_conn *c)
 {
     const struct upstream_handler *h = c->h;
     if (h && h->on_connect)
-        h->on_connect(c->ctx, NULL);
+        h->on_connect(c->ctx, c, NULL);
 }
 
 int upstream_conn_take_ready(struct upstream_conn *c)
@@ -764,30 +818,64 @@ static bool stale(const struct upstream_conn *c)
     return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
-struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const struct upstream_handler *h,
-                                        void *ctx)
+/*
+ * How many more exchanges of this priority may have a connection now: by taking an idle one (when idle)
+ * or by opening one. Priority exchanges may use every connection; the others all but the reserved ones.
+ */
+static unsigned avail(const struct upstream *up, bool priority, bool idle)
 {
-    struct upstream_conn *c;
-    while (!fresh && up->idle && stale(up->idle))
-        conn_destroy(up->idle, false);
-    if (!fresh && up->idle) {
-        c = up->idle;
-        list_remove(&up->idle, c);
-        up->nidle--;
-        up->nactive++;
-        c->state = UC_ACTIVE;
-        c->h = h;
-        c->ctx = ctx;
-        reset_exchange(c);
-        c->reused = true;
-        /* Ready now, but the owner hears it from the loop, as for a new connection. */
-        uv_timer_start(&c->timer, on_ready_timer, 0, 0);
-        return c;
+    const struct upstream_options *o = &up->opt;
+    if (o->max_conns == 0)
+        return UINT_MAX;
+    unsigned open = up->nactive + up->nidle;
+    unsigned n = (open < o->max_conns ? o->max_conns - open : 0) + (idle ? up->nidle : 0);
+    if (!priority) {
+        unsigned normal_max = o->reserved < o->max_conns ? o->max_conns - o->reserved : 1;
+        unsigned normal_left = up->nactive_normal < normal_max ? normal_max - up->nactive_normal : 0;
+        n = n < normal_left ? n : normal_left;
     }
-    c = calloc(1, sizeof *c);
+    return n;
+}
+
+/* Counts c as carrying an exchange (of its owner's priority). */
+static void count_active(struct upstream_conn *c)
+{
+    c->up->nactive++;
+    if (!c->priority)
+        c->up->nactive_normal++;
+}
+
+static void uncount_active(struct upstream_conn *c)
+{
+    c->up->nactive--;
+    if (!c->priority)
+        c->up->nactive_normal--;
+}
+
+/* The most recently used idle connection that has nothing waiting on it, taken out of the pool for an
+ * exchange of this priority; or NULL. */
+static struct upstream_conn *take_idle(struct upstream *up, bool priority)
+{
+    while (up->idle && stale(up->idle))
+        conn_destroy(up->idle, false);
+    struct upstream_conn *c = up->idle;
     if (!c)
         return NULL;
-    up->nactive++;
+    list_remove(&up->idle, c);
+    up->nidle--;
+    c->priority = priority;
+    count_active(c);
+    c->state = UC_ACTIVE;
+    reset_exchange(c);
+    c->reused = true;
+    return c;
+}
+
+static struct upstream_conn *conn_alloc(struct upstream *up, const struct upstream_handler *h, void *ctx)
+{
+    struct upstream_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
     c->up = up;
     c->h = h;
     c->ctx = ctx;
@@ -796,10 +884,20 @@ struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const st
     c->timer.data = c;
     c->open_handles = 1;
     reset_exchange(c);
+    return c;
+}
+
+/* Starts a new connection for c's exchange. */
+static void conn_open(struct upstream_conn *c)
+{
+    struct upstream *up = c->up;
+    count_active(c);
     if (up->naddrs == 0) {
         c->state = UC_RESOLVING;
         list_push(&up->waiting, c);
         resolve(up);
+        if (c->deadline && c->state == UC_RESOLVING)
+            uv_timer_start(&c->timer, on_timer, within_deadline(c, UINT64_MAX), 0);
     } else {
         c->state = UC_CONNECTING;
         /* Each connect walks the addresses from where it began: another connection that finds the
@@ -807,6 +905,124 @@ struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const st
         c->first = up->preferred;
         start_attempt(c);
     }
+}
+
+static void on_grant(uv_timer_t *t);
+
+/* Lets as many waiting exchanges in as there are connections to take or to open (from the loop). */
+static void kick(struct upstream *up)
+{
+    if (up->closing)
+        return;
+    for (struct upstream_conn *c = up->queue; c; c = c->next) {
+        if (c->granting)
+            continue;
+        if (avail(up, c->priority, !c->fresh) <= up->ngranting)
+            break; /* first come, first served: nobody overtakes the first who cannot go */
+        c->granting = true;
+        up->ngranting++;
+        uv_timer_start(&c->timer, on_grant, 0, 0);
+    }
+}
+
+/* A waiting exchange's turn: a released connection, or room for a new one (or, gone meanwhile, more waiting).
+ */
+static void on_grant(uv_timer_t *t)
+{
+    struct upstream_conn *w = t->data;
+    struct upstream *up = w->up;
+    w->granting = false;
+    up->ngranting--;
+    uint64_t now = uv_now(up->loop);
+    struct upstream_conn *c =
+        !w->fresh && avail(up, w->priority, true) > 0 ? take_idle(up, w->priority) : NULL;
+    if (c) {
+        /* The released connection carries the exchange; the placeholder goes. */
+        queue_remove(up, w);
+        c->h = w->h;
+        c->ctx = w->ctx;
+        c->deadline = w->deadline;
+        c->waited = now - w->queued_at;
+        c->was_queued = true;
+        w->h = NULL;
+        w->state = UC_CLOSING;
+        uv_close((uv_handle_t *)&w->timer, on_timer_closed);
+        arm_timer(c);
+        kick(up);
+        if (c->h && c->h->on_connect)
+            c->h->on_connect(c->ctx, c, NULL);
+        return;
+    }
+    if (avail(up, w->priority, false) > 0) {
+        queue_remove(up, w);
+        w->waited = now - w->queued_at;
+        w->was_queued = true;
+        conn_open(w);
+        kick(up);
+        return;
+    }
+    arm_timer(w); /* taken by someone with priority meanwhile: wait on, within the same time */
+}
+
+static void enqueue(struct upstream *up, struct upstream_conn *c)
+{
+    c->state = UC_QUEUED;
+    c->queued_at = uv_now(up->loop);
+    if (c->priority || !up->queue_tail) {
+        /* API calls wait ahead of proxied requests: the port sync must not starve behind a busy WebUI. */
+        list_push(&up->queue, c);
+        if (!up->queue_tail)
+            up->queue_tail = c;
+    } else {
+        c->prev = up->queue_tail;
+        c->next = NULL;
+        up->queue_tail->next = c;
+        up->queue_tail = c;
+    }
+    up->nqueued++;
+    arm_timer(c);
+}
+
+struct upstream_conn *upstream_conn_get(struct upstream *up, unsigned flags, const struct upstream_handler *h,
+                                        void *ctx)
+{
+    bool fresh = flags & UPSTREAM_FRESH, priority = flags & UPSTREAM_PRIORITY;
+    /* While others wait, a newcomer takes nothing they are waiting for (API calls excepted). */
+    bool may_take = priority || up->nqueued == 0;
+    struct upstream_conn *c =
+        !fresh && may_take && avail(up, priority, true) > 0 ? take_idle(up, priority) : NULL;
+    if (c) {
+        c->h = h;
+        c->ctx = ctx;
+        /* Ready now, but the owner hears it from the loop, as for a new connection. */
+        uv_timer_start(&c->timer, on_ready_timer, 0, 0);
+        return c;
+    }
+    if (fresh && may_take && avail(up, priority, false) == 0 && avail(up, priority, true) > 0) {
+        /* A retry needs a new connection: the least recently used idle one makes room for it. */
+        struct upstream_conn *oldest = up->idle;
+        while (oldest->next)
+            oldest = oldest->next;
+        conn_destroy(oldest, false);
+    }
+    c = conn_alloc(up, h, ctx);
+    if (!c)
+        return NULL;
+    c->fresh = fresh;
+    c->priority = priority;
+    if (may_take && avail(up, priority, false) > 0) {
+        conn_open(c);
+        return c;
+    }
+    if (up->nqueued >= up->opt.queue_max || up->closing) {
+        /* Refused, but from the loop: on_connect never runs before this returns. */
+        c->state = UC_QUEUED;
+        c->refused = true;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+        return c;
+    }
+    enqueue(up, c);
+    kick(up);
     return c;
 }
 
@@ -819,7 +1035,8 @@ void upstream_conn_release(struct upstream_conn *c, int reusable)
      * a moment later: a pooled connection would hand those bytes to the next exchange as its response. */
     bool clean = c->state == UC_ACTIVE && c->complete && c->keep_alive && c->request_done && !c->tunnel &&
                  !c->not_reusable && !c->no_body && stream_queued(&c->st) == 0;
-    if (!reusable || !clean || up->closing || up->nidle >= up->opt.pool_max) {
+    /* A full pool still takes a connection someone is waiting for: closing it would only open another. */
+    if (!reusable || !clean || up->closing || (up->nidle >= up->opt.pool_max && up->nqueued == 0)) {
         conn_destroy(c, !clean);
         return;
     }
@@ -828,12 +1045,14 @@ void upstream_conn_release(struct upstream_conn *c, int reusable)
     c->state = UC_IDLE;
     list_push(&up->idle, c);
     up->nidle++;
-    up->nactive--;
+    uncount_active(c);
+    c->priority = false;
     if (c->paused) {
         c->paused = false;
         stream_read(&c->st, true);
     }
     arm_timer(c);
+    kick(up);
 }
 
 void upstream_conn_abort(struct upstream_conn *c)
@@ -877,6 +1096,8 @@ int upstream_new(uv_loop_t *loop, const struct url *url, const struct upstream_o
 void upstream_close(struct upstream *up)
 {
     up->closing = true;
+    while (up->queue)
+        conn_fail(up->queue, UV_ECANCELED, "the sidecar is stopping");
     while (up->idle)
         conn_destroy(up->idle, false);
     if (up->resolving)

@@ -7,6 +7,12 @@
  * qBittorrent's own ~7 s idle close), parses responses with llhttp and bounds
  * every wait with a timer.
  *
+ * The connections open at once are bounded (max_conns, with a few kept for
+ * priority owners: the API calls). An exchange beyond the bound waits in a
+ * FIFO queue, bounded in length and, within the response timeout, in time,
+ * and takes the next connection that is released, so connections are reused
+ * rather than opened and closed under load.
+ *
  * A connection carries one exchange at a time for one owner, who gets the
  * events through a handler. The owner writes the request, receives the
  * response, then either releases the connection (back to the pool when it
@@ -60,8 +66,12 @@ struct upstream_failure {
 bool upstream_may_retry(const struct upstream_failure *f, bool safe_to_repeat, bool retried);
 
 struct upstream_handler {
-    /* The connection is ready for the request (f NULL), or none could be made (the connection is gone). */
-    void (*on_connect)(void *ctx, const struct upstream_failure *f);
+    /*
+     * The connection c is ready for the request (f NULL), or none could be made (c NULL; the one the owner
+     * holds is gone; f->err UV_EBUSY when the queue was full). c is the one to use from now on: after a
+     * wait in the queue it is not the one upstream_conn_get returned.
+     */
+    void (*on_connect)(void *ctx, struct upstream_conn *c, const struct upstream_failure *f);
     /* The response head arrived (interim 1xx other than 101 are skipped). */
     void (*on_head)(void *ctx, const struct upstream_response *r);
     /* A piece of the response body, already de-chunked. */
@@ -85,7 +95,10 @@ struct upstream_options {
     unsigned io_timeout_ms;       /* without progress while a body or tunnel streams */
     unsigned pool_idle_ms;        /* an idle pooled connection is closed after this */
     unsigned pool_max;            /* idle connections kept at most */
-    struct tls_ctx *tls;          /* speak TLS over it (https://), or NULL; must outlive the client */
+    unsigned max_conns;  /* connections open at once (connecting, active, idle) at most; 0: no bound */
+    unsigned reserved;   /* of max_conns, kept for UPSTREAM_PRIORITY exchanges */
+    unsigned queue_max;  /* exchanges waiting for a connection at most; beyond it UV_EBUSY */
+    struct tls_ctx *tls; /* speak TLS over it (https://), or NULL; must outlive the client */
 };
 
 /* Creates the client for url; returns 0 or a negative libuv error. The url must outlive it. */
@@ -98,13 +111,21 @@ void upstream_close(struct upstream *up);
 /* Frees the client once the loop has closed everything; NULL is a no-op. */
 void upstream_free(struct upstream *up);
 
+/* upstream_conn_get's flags. */
+#define UPSTREAM_FRESH 1    /* a new connection, not a pooled one (a retry after a pooled one broke) */
+#define UPSTREAM_PRIORITY 2 /* may use the reserved connections, and waits ahead of the others */
+
 /*
- * Returns a connection for one exchange: a pooled one, unless fresh is set or
- * the pool is empty, else a new one. on_connect is called in either case,
- * never before this returns. Returns NULL when out of memory.
+ * Returns a connection for one exchange: a pooled one (unless UPSTREAM_FRESH),
+ * else a new one while the bound allows, else a place in the queue.
+ * on_connect is called in every case, never before this returns. Returns
+ * NULL when out of memory.
  */
-struct upstream_conn *upstream_conn_get(struct upstream *up, int fresh, const struct upstream_handler *h,
+struct upstream_conn *upstream_conn_get(struct upstream *up, unsigned flags, const struct upstream_handler *h,
                                         void *ctx);
+
+/* How long the exchange waited in the queue for its connection, in ms; -1 when it did not wait. */
+int64_t upstream_conn_waited_ms(const struct upstream_conn *c);
 
 /*
  * For a connection from the pool: takes it for use now, so on_connect will
@@ -149,8 +170,9 @@ void upstream_conn_release(struct upstream_conn *c, int reusable);
 /* Closes the connection now (with a reset); no callback follows. */
 void upstream_conn_abort(struct upstream_conn *c);
 
-/* The connections open now: carrying an exchange, and idle in the pool. */
-void upstream_counts(const struct upstream *up, unsigned *active, unsigned *idle);
+/* The connections open now (carrying an exchange or connecting, idle in the pool) and the exchanges queued.
+ */
+void upstream_counts(const struct upstream *up, unsigned *active, unsigned *idle, unsigned *queued);
 
 /* Writes the local address of the connection ("127.0.0.1") into buf; returns 0 or a libuv error. */
 int upstream_conn_local_addr(const struct upstream_conn *c, char *buf, size_t len);
