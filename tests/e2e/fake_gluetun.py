@@ -72,6 +72,7 @@ import hashlib
 import http.server
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -166,6 +167,15 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def get_request(self):
         conn, addr = super().get_request()
+        if self.fake.tls is not None:
+            # Gluetun's control server behind TLS (HTTP_CONTROL_SERVER's own, or a proxy in front).
+            conn.settimeout(10)
+            try:
+                conn = self.fake.tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError) as e:
+                self.fake.tls_errors.append(repr(e))
+                conn.close()
+                raise OSError("TLS handshake failed") from e
         with self.conns_lock:
             self.conns.add(conn)
         return conn, addr
@@ -186,8 +196,10 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class FakeGluetun:
-    def __init__(self, version="3.41.0", ports=None, roles=None, default_role=None, start=True):
+    def __init__(self, version="3.41.0", ports=None, roles=None, default_role=None, start=True, tls=None):
         self.lock = threading.Lock()
+        self.tls = tls  # a server-side ssl.SSLContext: https:// instead of http://
+        self.tls_errors = []  # handshakes that failed, as the fake saw them
         self.version = version
         self.ports = ports
         self.roles = roles
@@ -208,7 +220,7 @@ class FakeGluetun:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def check_config(self):
         """Raises ValueError where Gluetun would refuse to start with this configuration."""

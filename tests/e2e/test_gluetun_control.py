@@ -23,6 +23,7 @@ of its own, the file never written).
 
 import base64
 import re
+import ssl
 import subprocess
 import time
 
@@ -32,6 +33,7 @@ import requests
 from conftest import port_file, write_in_place
 from fake_gluetun import OPENVPN_PORTFORWARDED, FakeGluetun, apikey_role, basic_role
 from qbt_rig import APPLY_TIMEOUT, free_port, sync_call, wait_for, wait_port
+from tls_rig import Pki
 
 pytest_plugins = ("qbt_rig",)  # the qbt and sidecar fixtures
 
@@ -447,3 +449,37 @@ def test_config_errors(run_cli, env, names):
     assert r.returncode == 2, (r.stdout, r.stderr)
     for name in names:
         assert name in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------- https
+
+
+def tls_gluetun(gluetun, pki, port):
+    """A Gluetun 3.41.2 whose control server speaks TLS with a certificate pki issued for 127.0.0.1."""
+    cert = pki.issue("gluetun", sans=["IP:127.0.0.1"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert.cert, cert.key)
+    return gluetun(version="3.41.2", ports=[port], tls=ctx)
+
+
+def test_https_control_server_trusted_through_gluetun_ca_file(qbt, sidecar, tmp_path, gluetun):
+    pki = Pki(tmp_path / "pki")
+    p = free_port()
+    g = tls_gluetun(gluetun, pki, p)
+    q, sc = start(qbt, sidecar, tmp_path, g, GLUETUN_CA_FILE=pki.cert)
+    assert_applied_and_logged(q, sc, p)
+    assert not g.tls_errors, g.tls_errors
+
+
+def test_https_control_server_with_an_unknown_issuer_is_refused_naming_gluetun_ca_file(
+        qbt, sidecar, tmp_path, gluetun):
+    p = free_port()
+    g = tls_gluetun(gluetun, Pki(tmp_path / "pki"), p)
+    other = Pki(tmp_path / "other-pki")
+    q, sc = start(qbt, sidecar, tmp_path, g, GLUETUN_CA_FILE=other.cert)
+    line = log_line(sc, "Gluetun's control server", "GLUETUN_CA_FILE")
+    assert "issuer is unknown" in line, line
+    status, body, _ = sync_call(sc)
+    assert status == 502 and body["control_server"] == "failed" and body["desired_port"] is None, body
+    assert q.listen_port() != p
+    assert not g.requests, "a request went to a server that was not trusted"
