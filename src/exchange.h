@@ -64,6 +64,13 @@ struct exchange_ops {
     void (*drained)(void *ex);
     /* The connection is closing: the exchange ends and frees itself. */
     void (*gone)(void *ex);
+    /*
+     * The client closed its sending side while the exchange holds its request
+     * (before client_continue). Returns true to go on and answer it (a
+     * half-close after a whole request), false to have it taken as gone (may
+     * be NULL: go on).
+     */
+    bool (*client_eof)(void *ex);
 };
 
 /*

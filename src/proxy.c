@@ -410,6 +410,18 @@ static void proxy_client_gone(void *arg)
     exchange_end(arg, END_GONE, 0, NULL);
 }
 
+/*
+ * The client half-closed while its request waits for a connection. A request already whole (no body to
+ * come) is answered, as after any half-close; but one still in the queue behind UPSTREAM_MAX_CONNECTIONS
+ * leaves it: a FIN is all a client that went away sends, and it must not hold a place (nginx, too, takes
+ * it as the client gone).
+ */
+static bool proxy_client_eof(void *arg)
+{
+    struct proxy_exchange *ex = arg;
+    return !ex->has_body && !ex->collect && !(ex->conn && upstream_conn_in_queue(ex->conn));
+}
+
 /* ---- the upstream side ---- */
 
 static void on_head(void *ctx, const struct upstream_response *resp)
@@ -554,4 +566,5 @@ const struct exchange_ops proxy_ops = {
     .tunnel = proxy_tunnel,
     .drained = proxy_client_drained,
     .gone = proxy_client_gone,
+    .client_eof = proxy_client_eof,
 };

@@ -51,6 +51,7 @@ struct client_conn {
     bool bp_paused; /* the exchange asked us to stop reading (its upstream is full) */
     bool in_feed;   /* inside llhttp_execute */
     bool eof;       /* the client closed its side */
+    bool eof_held;  /* ... while the exchange held its request: close once it is answered */
     bool broken;    /* a write failed: closing from the loop */
     bool peer_allowed;
     bool tls; /* accepted as a TLS connection */
@@ -347,6 +348,11 @@ void client_continue(struct client_conn *c)
     c->waiting = false;
     request_reader_resume(&c->req);
     feed_stash(c);
+    if (c->eof_held) {
+        /* The held request is whole now (what came before the end was held too): answer it, then close. */
+        c->eof_held = false;
+        c->close_after_write = true;
+    }
 }
 
 void client_pause(struct client_conn *c, int paused)
@@ -549,7 +555,14 @@ static void on_end(void *ctx, int err)
     if (err != UV_EOF)
         log_debug("client %s: read failed: %s", c->peer,
                   stream_error(&c->st)[0] ? stream_error(&c->st) : uv_strerror(err));
-    /* A client that half-closes after a complete request still gets its answer. */
+    /* A client that half-closes after a complete request still gets its answer; while the exchange holds
+     * the request (it waits for a connection to qBittorrent), the exchange says whether it goes on. */
+    if (err == UV_EOF && c->waiting && c->ex && (!c->ops->client_eof || c->ops->client_eof(c->ex))) {
+        c->eof = true;
+        c->eof_held = true;
+        update_reading(c);
+        return;
+    }
     if (err == UV_EOF && c->phase != PHASE_LINGER &&
         (c->phase == PHASE_WAIT || (c->phase == PHASE_IDLE && stream_writing(&c->st)))) {
         c->eof = true;

@@ -67,6 +67,7 @@ struct upstream {
     struct upstream_conn *idle;               /* the pool, most recently used first */
     struct upstream_conn *queue, *queue_tail; /* exchanges waiting for a connection, first come first */
     unsigned nidle, nactive, nqueued, ngranting;
+    bool in_grant;           /* on_grant runs: kick waits for its end */
     unsigned nactive_normal; /* of nactive, those carrying exchanges without UPSTREAM_PRIORITY */
     llhttp_settings_t settings;
 };
@@ -169,6 +170,11 @@ void upstream_counts(const struct upstream *up, unsigned *active, unsigned *idle
     *queued = up->nqueued;
 }
 
+bool upstream_conn_in_queue(const struct upstream_conn *c)
+{
+    return c->state == UC_QUEUED;
+}
+
 int64_t upstream_conn_waited_ms(const struct upstream_conn *c)
 {
     return c->was_queued ? (int64_t)c->waited : -1;
@@ -248,7 +254,7 @@ static void conn_destroy(struct upstream_conn *c, bool reset)
 {
     if (c->state == UC_CLOSING)
         return;
-    bool was_open = c->state != UC_QUEUED;
+    bool was_open = c->state != UC_QUEUED || c->granting; /* a granted waiter leaves its grant to the next */
     if (c->state == UC_IDLE) {
         list_remove(&c->up->idle, c);
         c->up->nidle--;
@@ -912,12 +918,12 @@ static void on_grant(uv_timer_t *t);
 /* Lets as many waiting exchanges in as there are connections to take or to open (from the loop). */
 static void kick(struct upstream *up)
 {
-    if (up->closing)
+    if (up->closing || up->in_grant)
         return;
     for (struct upstream_conn *c = up->queue; c; c = c->next) {
         if (c->granting)
             continue;
-        if (avail(up, c->priority, !c->fresh) <= up->ngranting)
+        if (avail(up, c->priority, true) <= up->ngranting) /* a fresh one makes room by closing an idle one */
             break; /* first come, first served: nobody overtakes the first who cannot go */
         c->granting = true;
         up->ngranting++;
@@ -934,8 +940,16 @@ static void on_grant(uv_timer_t *t)
     w->granting = false;
     up->ngranting--;
     uint64_t now = uv_now(up->loop);
+    up->in_grant = true; /* stale idle connections destroyed here must not grant w again */
     struct upstream_conn *c =
         !w->fresh && avail(up, w->priority, true) > 0 ? take_idle(up, w->priority) : NULL;
+    if (!c && w->fresh && avail(up, w->priority, false) == 0 && avail(up, w->priority, true) > 0) {
+        struct upstream_conn *oldest = up->idle;
+        while (oldest->next)
+            oldest = oldest->next;
+        conn_destroy(oldest, false);
+    }
+    up->in_grant = false;
     if (c) {
         /* The released connection carries the exchange; the placeholder goes. */
         queue_remove(up, w);
@@ -962,23 +976,31 @@ static void on_grant(uv_timer_t *t)
         return;
     }
     arm_timer(w); /* taken by someone with priority meanwhile: wait on, within the same time */
+    kick(up);
 }
 
 static void enqueue(struct upstream *up, struct upstream_conn *c)
 {
     c->state = UC_QUEUED;
     c->queued_at = uv_now(up->loop);
-    if (c->priority || !up->queue_tail) {
-        /* API calls wait ahead of proxied requests: the port sync must not starve behind a busy WebUI. */
-        list_push(&up->queue, c);
-        if (!up->queue_tail)
-            up->queue_tail = c;
-    } else {
-        c->prev = up->queue_tail;
-        c->next = NULL;
-        up->queue_tail->next = c;
+    /* API calls wait ahead of proxied requests (the port sync must not starve behind a busy WebUI), in
+     * their own arrival order. */
+    struct upstream_conn *after = NULL;
+    if (c->priority)
+        for (struct upstream_conn *q = up->queue; q && q->priority; q = q->next)
+            after = q;
+    else
+        after = up->queue_tail;
+    c->prev = after;
+    c->next = after ? after->next : up->queue;
+    if (c->next)
+        c->next->prev = c;
+    else
         up->queue_tail = c;
-    }
+    if (after)
+        after->next = c;
+    else
+        up->queue = c;
     up->nqueued++;
     arm_timer(c);
 }

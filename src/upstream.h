@@ -124,6 +124,9 @@ void upstream_free(struct upstream *up);
 struct upstream_conn *upstream_conn_get(struct upstream *up, unsigned flags, const struct upstream_handler *h,
                                         void *ctx);
 
+/* True while the exchange waits in the queue for a connection (nothing of it has gone out yet). */
+bool upstream_conn_in_queue(const struct upstream_conn *c);
+
 /* How long the exchange waited in the queue for its connection, in ms; -1 when it did not wait. */
 int64_t upstream_conn_waited_ms(const struct upstream_conn *c);
 

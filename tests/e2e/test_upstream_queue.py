@@ -6,8 +6,10 @@ wait in a FIFO queue (UPSTREAM_MAX_QUEUE long, within UPSTREAM_TIMEOUT) for the 
 released, and a full queue answers 503 with Retry-After. The recording upstream counts every
 connection it accepts, so "never more than the cap" is checked, not sampled."""
 
+import os
 import resource
 import selectors
+import signal
 import socket
 import threading
 import time
@@ -241,3 +243,62 @@ def test_qbittorrent_restarting_under_load_recovers_without_a_storm(proxy, upstr
     finally:
         stop.set()
         stop_upstream(back)
+
+
+def half_closed_request(d, target):
+    """A GET, then shutdown(SHUT_WR) at once; returns everything the daemon sent back."""
+    s = socket.create_connection((d.host, d.port), timeout=10)
+    s.sendall(req("GET", target, [("Connection", "close")], host=d.authority))
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+
+def test_a_half_closed_request_waiting_for_a_new_connection_is_answered(proxy, upstream):
+    """Reading while an exchange waits for its connection must not turn a half-close into a departure:
+    only a request still in the queue leaves it (test_a_client_that_leaves...)."""
+    upstream.idle_close_ms = 50  # the start-up sync's pooled connection goes: the next request connects anew
+    d = proxy(RESYNC_INTERVAL="0")
+    wait_until(lambda: scrape(d.host, d.port).value(P + "upstream_connections", state="idle") == 0, 10,
+               message="the pooled connection never closed")
+    data = half_closed_request(d, "/half-closed")
+    assert data.startswith(b"HTTP/1.1 200") and b"GET /half-closed " in data, (data[:300], d.log())
+
+
+def test_a_leaver_granted_but_not_served_yet_passes_its_turn_on(proxy, upstream):
+    """The released connection is granted to the first waiter, whose client closes in the same loop turn:
+    the next waiter must get it at once, not after the pool's idle timeout (4 s) closes it."""
+    gate = Gate()
+    upstream.handler = gate
+    d = proxy(UPSTREAM_MAX_CONNECTIONS="2", RESYNC_INTERVAL="0")
+    first = send_async(d, "/hold/0")
+    upstream.wait_requests(1, complete=False)
+    leaver = send_async(d, "/left")
+    wait_queued(d, 1)
+    stayer = send_async(d, "/stayed")
+    wait_queued(d, 2)
+    # Stopped, the daemon sees the answer to /hold/0 and the leaver's FIN in one loop turn after SIGCONT.
+    os.kill(d.pid, signal.SIGSTOP)
+    try:
+        gate.open.set()
+        upstream.wait_for(lambda up: any(c.requests and c.requests[0].target == "/hold/0" and
+                                         c.requests[0].complete for c in up.conns), 5)
+        time.sleep(0.3)  # the answer is sent while the daemon is stopped; nothing to wait on but time
+        leaver.close()
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    assert first.read_response().status == 200
+    t0 = time.monotonic()
+    r = stayer.read_response()
+    assert r.status == 200, r
+    assert time.monotonic() - t0 < 2, "the waiter sat behind a grant nobody took"
+    assert [x.target for x in upstream.requests()] == ["/hold/0", "/stayed"]
