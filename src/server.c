@@ -95,11 +95,14 @@ static void update_reading(struct client_conn *c)
     else
         /*
          * Not while unread responses pile up beyond the high mark (pipelining without reading). While
-         * the exchange waits for a connection to qBittorrent (in the queue, perhaps), a little is read
-         * and held, so that a client that goes away is seen at once and leaves the queue.
+         * an exchange holds the request (waiting for a connection to qBittorrent, in the queue perhaps)
+         * or waits for qBittorrent's answer, a little is read and held: a client that goes away is seen
+         * at once and leaves the queue, and reading is not stopped and restarted around every request
+         * (libuv pays two epoll_ctl calls for each restart).
          */
-        want = !c->close_after_write && (!c->waiting || c->stash.len < WAIT_READ_MAX) && !c->bp_paused &&
-               c->phase != PHASE_WAIT && queued(c) <= STREAM_WRITE_HIGH;
+        want = !c->close_after_write &&
+               ((!c->waiting && c->phase != PHASE_WAIT) || c->stash.len < WAIT_READ_MAX) && !c->bp_paused &&
+               queued(c) <= STREAM_WRITE_HIGH;
     stream_read(&c->st, want);
 }
 
