@@ -68,6 +68,7 @@ struct upstream {
     struct upstream_conn *queue, *queue_tail; /* exchanges waiting for a connection, first come first */
     unsigned nidle, nactive, nqueued, ngranting;
     bool in_grant;           /* on_grant runs: kick waits for its end */
+    int resolve_failed;      /* uv_getaddrinfo refused at once: the waiting connections report it */
     unsigned nactive_normal; /* of nactive, those carrying exchanges without UPSTREAM_PRIORITY */
     llhttp_settings_t settings;
 };
@@ -145,7 +146,11 @@ static void on_timer(uv_timer_t *t)
         conn_fail(c, UV_ETIMEDOUT, c->reason);
     } else if (c->deadline && uv_now(c->up->loop) >= c->deadline)
         conn_fail(c, UV_ETIMEDOUT, "the exchange ran out of time");
-    else if (c->state == UC_RESOLVING)
+    else if (c->state == UC_RESOLVING && c->up->resolve_failed) {
+        snprintf(c->reason, sizeof c->reason, "cannot resolve \"%.100s\": %s", c->up->url->host,
+                 uv_strerror(c->up->resolve_failed));
+        conn_fail(c, c->up->resolve_failed, c->reason);
+    } else if (c->state == UC_RESOLVING)
         conn_fail(c, UV_ETIMEDOUT, "resolving the host took too long");
     else if (c->request_done && !c->head_done) {
         snprintf(c->reason, sizeof c->reason, "no response within %u s", o->response_timeout_ms / 1000);
@@ -552,7 +557,7 @@ void upstream_conn_set_deadline(struct upstream_conn *c, uint64_t at_ms)
     /* Bound what is under way already: a resolve has no timer of its own, an attempt the connect timeout.
      * A pooled connection's ready timer arms the deadline when it fires. */
     if (c->state == UC_RESOLVING)
-        uv_timer_start(&c->timer, on_timer, within_deadline(c, UINT64_MAX), 0);
+        uv_timer_start(&c->timer, on_timer, c->up->resolve_failed ? 0 : within_deadline(c, UINT64_MAX), 0);
     else if (c->state == UC_QUEUED && !c->granting && !c->refused)
         arm_timer(c);
     else if (c->state == UC_CONNECTING)
@@ -800,12 +805,17 @@ static void resolve(struct upstream *up)
     snprintf(port, sizeof port, "%u", up->url->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     up->gai_req.data = up;
+    up->resolve_failed = 0;
     int rc = uv_getaddrinfo(up->loop, &up->gai_req, on_resolved, up->url->host, port, &hints);
     if (rc == 0) {
         up->resolving = true;
         return;
     }
-    on_resolved(&up->gai_req, rc, NULL);
+    /* Failed at once (out of memory): the waiting connections hear it from the loop, never inside
+     * upstream_conn_get. */
+    up->resolve_failed = rc;
+    for (struct upstream_conn *c = up->waiting; c; c = c->next)
+        uv_timer_start(&c->timer, on_timer, 0, 0);
 }
 
 /*
