@@ -160,6 +160,15 @@ def can_connect(host, port, timeout=0.5):
         return False
 
 
+def localhost_families():
+    """The address families "localhost" resolves to here (empty where it does not resolve at all: a
+    debootstrapped root has no /etc/hosts until something writes one)."""
+    try:
+        return {ai[0] for ai in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)}
+    except socket.gaierror:
+        return set()
+
+
 def connection_refused(host, port):
     """True when a connect to host:port is actively refused (nothing listens)."""
     s = socket.socket(family_of(host), socket.SOCK_STREAM)

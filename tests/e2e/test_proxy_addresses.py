@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from conftest import has_ipv6_loopback
+from conftest import has_ipv6_loopback, localhost_families
 from proxy_rig import (  # noqa: F401  (fixtures are used by name)
     exchange,
     new_upstream,
@@ -13,13 +13,6 @@ from proxy_rig import (  # noqa: F401  (fixtures are used by name)
     stop_upstream,
     upstream,
 )
-
-
-def localhost_families():
-    try:
-        return {ai[0] for ai in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)}
-    except socket.gaierror:
-        return set()
 
 
 @pytest.fixture
