@@ -312,8 +312,14 @@ int qbt_set_trusted_proxies(struct qbt *q, const char *list, qbt_cb cb, void *ct
 {
     if (q->busy)
         return UV_EBUSY;
-    json_t *o =
-        json_pack("{s:b, s:s}", "web_ui_reverse_proxy_enabled", 1, "web_ui_reverse_proxies_list", list);
+    /* Built by hand, not with json_pack: that one call linked 10 KiB of jansson's pack/unpack,
+     * all of it resident (see the README's memory figures). */
+    json_t *o = json_object();
+    if (o && (json_object_set_new(o, "web_ui_reverse_proxy_enabled", json_true()) ||
+              json_object_set_new(o, "web_ui_reverse_proxies_list", json_string(list)))) {
+        json_decref(o);
+        o = NULL;
+    }
     free(q->set_json);
     q->set_json = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
