@@ -62,7 +62,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BIN      := $(BUILD)/qbit-gluetun-sync
 PYTHON   := /usr/bin/python3
 
-COLD_SRCS := allowlist backoff certs config endpoints filewatch gluetun healthcheck hostcheck log main metrics \
+COLD_SRCS := allowlist apicall backoff certs config endpoints filewatch gluetun healthcheck hostcheck log main metrics \
 	parse portfile qbt sync url watcher
 ifneq ($(OPT_COLD),)
 $(COLD_SRCS:%=$(BUILD)/obj/%.o): CFLAGS := -std=gnu11 $(OPT_COLD) $(WARN)

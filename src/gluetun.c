@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apicall.h"
 #include "backoff.h"
-#include "buf.h"
 
 #define RESPONSE_LIMIT (64 * 1024)
 #define ROUTE_NEW "/v1/portforward"           /* Gluetun 3.41 and later */
@@ -26,20 +26,18 @@ struct gluetun {
     bool legacy; /* only ROUTE_OLD answered last time (Gluetun 3.40) */
     unsigned failures;
 
-    /* The ask in flight. */
-    bool busy, retried, switched, report_oom;
+    /* The ask in flight: one request, or two when the first route was not the one. */
+    bool busy, switched, report_oom;
     bool ask_again; /* asked for again while it was on its way: its answer may be older than the question */
     bool on_old;    /* the request on the wire is for ROUTE_OLD */
     uint64_t deadline;
-    struct upstream_conn *conn;
-    int status;
+    struct apicall call;
     char location[256];
-    struct buf resp;
     int first_status; /* after switching routes: what the first route answered */
     char first_route[32];
 };
 
-static const struct upstream_handler handler;
+static const struct apicall_ops ops;
 static void ask(struct gluetun *g);
 
 const char *gluetun_state_name(enum gluetun_state state)
@@ -148,7 +146,7 @@ int gluetun_new(uv_loop_t *loop, const struct config *cfg, struct upstream *up, 
     g->up = up;
     g->cb = cb;
     g->ctx = ctx;
-    buf_init(&g->resp, RESPONSE_LIMIT);
+    apicall_init(&g->call, up, RESPONSE_LIMIT, &ops, g);
     if (make_auth(g) != 0) {
         free(g);
         return UV_ENOMEM;
@@ -170,7 +168,6 @@ static void on_timer(uv_timer_t *t)
 static void report(struct gluetun *g, enum gluetun_state state, uint16_t port, const char *detail)
 {
     g->busy = false;
-    g->conn = NULL;
     if (g->ask_again) {
         /* A /sync (Gluetun's hook: forwarding just changed) came while this was on its way: the answer
          * may predate the change. Only the answer to a question asked after it counts. */
@@ -207,16 +204,12 @@ static void fail(struct gluetun *g, const char *fmt, ...)
 /* Puts the request for the current route on a connection; a failure to start is reported from the loop. */
 static void send_request(struct gluetun *g)
 {
-    g->status = 0;
     g->location[0] = '\0';
-    buf_reset(&g->resp);
-    g->conn = upstream_conn_get(g->up, g->retried ? UPSTREAM_FRESH : 0, &handler, g);
-    if (!g->conn) {
+    /* A GET: safe to send again when a pooled connection broke before any answer. */
+    if (apicall_start(&g->call, 0, true, g->deadline) != 0) {
         g->report_oom = true;
         uv_timer_start(&g->timer, on_timer, 0, 0);
-        return;
     }
-    upstream_conn_set_deadline(g->conn, g->deadline);
 }
 
 static void ask(struct gluetun *g)
@@ -235,7 +228,7 @@ static void ask(struct gluetun *g)
     uv_timer_stop(&g->timer);
     g->busy = true;
     g->ask_again = false;
-    g->retried = g->switched = false;
+    g->switched = false;
     g->first_status = 0;
     g->on_old = g->legacy;
     g->deadline = upstream_now(g->up) + g->cfg->upstream_timeout_ms;
@@ -261,7 +254,7 @@ void gluetun_ask(struct gluetun *g)
 static void on_closed(uv_handle_t *handle)
 {
     struct gluetun *g = handle->data;
-    buf_free(&g->resp);
+    apicall_free(&g->call);
     explicit_bzero(g->auth, sizeof g->auth);
     free(g);
 }
@@ -271,55 +264,32 @@ void gluetun_stop(struct gluetun *g)
     if (!g || g->stopped)
         return;
     g->stopped = true;
-    if (g->conn)
-        upstream_conn_abort(g->conn);
-    g->conn = NULL;
+    apicall_abort(&g->call);
     uv_close((uv_handle_t *)&g->timer, on_closed);
 }
 
 /* ---- upstream events ---- */
 
-static void on_connect(void *ctx, struct upstream_conn *c, const struct upstream_failure *f)
+static int write_request(void *ctx, struct upstream_conn *c)
 {
     struct gluetun *g = ctx;
-    g->conn = c;
-    if (f) {
-        fail(g, "cannot connect to Gluetun's control server at %s: %s", g->cfg->gluetun.authority, f->reason);
-        return;
-    }
     char req[AUTH_MAX + 1536];
     int n = snprintf(req, sizeof req,
                      "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: qbit-gluetun-sync/%s\r\n"
                      "Accept: application/json\r\n%sConnection: keep-alive\r\n\r\n",
                      g->cfg->gluetun.prefix, route(g), g->cfg->gluetun.authority, QGS_VERSION, g->auth);
-    int rc = n > 0 && (size_t)n < sizeof req ? upstream_conn_write(g->conn, req, (size_t)n) : UV_E2BIG;
+    int rc = n > 0 && (size_t)n < sizeof req ? upstream_conn_write(c, req, (size_t)n) : UV_E2BIG;
     explicit_bzero(req, sizeof req);
-    if (rc != 0) {
-        upstream_conn_abort(g->conn);
-        fail(g, "cannot send a request to Gluetun's control server: %s", uv_strerror(rc));
-        return;
-    }
-    upstream_conn_request_done(g->conn);
+    return rc;
 }
 
 static void on_head(void *ctx, const struct upstream_response *r)
 {
     struct gluetun *g = ctx;
-    g->status = r->status;
     size_t len = 0;
     const char *loc = r->status >= 300 && r->status < 400 ? http_head_find(r->head, "location", &len) : NULL;
     if (loc)
         snprintf(g->location, sizeof g->location, "%.*s", (int)len, loc);
-}
-
-static void on_body(void *ctx, const char *data, size_t len)
-{
-    struct gluetun *g = ctx;
-    if (buf_append(&g->resp, data, len) != 0) {
-        upstream_conn_abort(g->conn);
-        fail(g, "Gluetun's control server sent more than 64 KiB for GET %s; not the forwarded port",
-             route(g));
-    }
 }
 
 /* What to do about a 401 or 403, in the words of Gluetun's configuration. */
@@ -345,16 +315,13 @@ static bool other_route_may_answer(const struct gluetun *g, int status)
     return (g->on_old && status == 301) || status == 400 || status == 401 || status == 403 || status == 404;
 }
 
-static void on_end(void *ctx)
+static void on_answer(void *ctx, int status, const char *body, size_t len)
 {
     struct gluetun *g = ctx;
-    upstream_conn_release(g->conn, 1);
-    g->conn = NULL;
-    int status = g->status;
     if (status >= 200 && status <= 299) {
         uint16_t port = 0;
         char why[256];
-        if (gluetun_parse(g->resp.data ? g->resp.data : "", g->resp.len, &port, why, sizeof why) != 0) {
+        if (gluetun_parse(body, len, &port, why, sizeof why) != 0) {
             fail(g,
                  "Gluetun's control server answered GET %s with something other than the forwarded port: %s",
                  route(g), why);
@@ -371,7 +338,6 @@ static void on_end(void *ctx)
         g->first_status = status;
         snprintf(g->first_route, sizeof g->first_route, "%s", route(g));
         g->on_old = !g->on_old;
-        g->retried = false;
         send_request(g);
         return;
     }
@@ -394,26 +360,27 @@ static void on_end(void *ctx)
         fail(g, "Gluetun's control server answered GET %s with HTTP %d", route(g), status);
 }
 
-static void on_error(void *ctx, const struct upstream_failure *f)
+static void on_failure(void *ctx, const struct apicall_failure *f)
 {
     struct gluetun *g = ctx;
-    g->conn = NULL;
-    if (upstream_may_retry(f, true, g->retried)) {
-        g->retried = true;
-        send_request(g);
-        return;
-    }
-    if (f->err == UV_ETIMEDOUT)
-        fail(g, "Gluetun's control server at %s did not answer within %u s (UPSTREAM_TIMEOUT)",
-             g->cfg->gluetun.authority, g->cfg->upstream_timeout_ms / 1000);
+    const char *at = g->cfg->gluetun.authority;
+    if (f->stage == APICALL_CONNECT)
+        fail(g, "cannot connect to Gluetun's control server at %s: %s", at, f->reason);
+    else if (f->stage == APICALL_SEND)
+        fail(g, "cannot send a request to Gluetun's control server at %s: %s", at, f->reason);
+    else if (f->stage == APICALL_TOO_LARGE)
+        fail(g, "Gluetun's control server sent more than %d KiB for GET %s; not the forwarded port",
+             RESPONSE_LIMIT >> 10, route(g));
+    else if (f->err == UV_ETIMEDOUT)
+        fail(g, "Gluetun's control server at %s did not answer within %u s (UPSTREAM_TIMEOUT)", at,
+             g->cfg->upstream_timeout_ms / 1000);
     else
-        fail(g, "Gluetun's control server at %s: %s", g->cfg->gluetun.authority, f->reason);
+        fail(g, "Gluetun's control server at %s: %s", at, f->reason);
 }
 
-static const struct upstream_handler handler = {
-    .on_connect = on_connect,
+static const struct apicall_ops ops = {
+    .write_request = write_request,
     .on_head = on_head,
-    .on_body = on_body,
-    .on_end = on_end,
-    .on_error = on_error,
+    .on_answer = on_answer,
+    .on_failure = on_failure,
 };

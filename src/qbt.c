@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "apicall.h"
 #include "buf.h"
 #include "log.h"
 
@@ -20,8 +21,8 @@ struct qbt {
     struct upstream *up;
     const struct config *cfg;
     char cookie[COOKIE_MAX]; /* "SID=..." once logged in */
-    /* The call in flight. */
-    bool busy, relogged, retried;
+    /* The call in flight: one or two steps (a login first), each an apicall. */
+    bool busy, relogged;
     uint64_t deadline; /* the call must be over by this loop time (UPSTREAM_TIMEOUT from its start) */
     enum step op;      /* what the caller asked for */
     enum step step;    /* what is on the wire */
@@ -31,14 +32,14 @@ struct qbt {
     char local_addr[64];
     qbt_cb cb;
     void *ctx;
-    struct upstream_conn *conn;
-    struct buf req, resp;
+    struct apicall call;
+    struct buf req;
     int status;
     char new_cookie[COOKIE_MAX];
     bool saw_cookie; /* the answer set a cookie, usable or not */
 };
 
-static const struct upstream_handler handler;
+static const struct apicall_ops ops;
 
 const char *qbt_result_name(enum qbt_result result)
 {
@@ -141,17 +142,14 @@ int qbt_new(struct upstream *up, const struct config *cfg, struct qbt **out)
     q->up = up;
     q->cfg = cfg;
     buf_init(&q->req, 64 * 1024);
-    buf_init(&q->resp, RESPONSE_LIMIT);
+    apicall_init(&q->call, up, RESPONSE_LIMIT, &ops, q);
     *out = q;
     return 0;
 }
 
 void qbt_cancel(struct qbt *q)
 {
-    if (q->conn) {
-        upstream_conn_abort(q->conn);
-        q->conn = NULL;
-    }
+    apicall_abort(&q->call);
     q->busy = false;
 }
 
@@ -161,7 +159,7 @@ void qbt_free(struct qbt *q)
         return;
     qbt_cancel(q);
     buf_free(&q->req);
-    buf_free(&q->resp);
+    apicall_free(&q->call);
     free(q->set_json);
     explicit_bzero(q->cookie, sizeof q->cookie);
     free(q);
@@ -244,18 +242,11 @@ static void finish(struct qbt *q, enum qbt_result result, int port, const char *
 static int send_step(struct qbt *q, enum step step)
 {
     q->step = step;
-    q->status = 0;
-    q->new_cookie[0] = '\0';
-    q->saw_cookie = false;
-    buf_reset(&q->resp);
-    /* Priority: the reconciler never waits behind proxied WebUI traffic for a connection. */
-    q->conn = upstream_conn_get(q->up, (q->retried ? UPSTREAM_FRESH : 0) | UPSTREAM_PRIORITY, &handler, q);
-    if (!q->conn)
-        return UV_ENOMEM;
-    /* The whole call, every step, within UPSTREAM_TIMEOUT: an answer that trickles must not hold the
-     * reconciler (and /sync) for as long as it trickles. */
-    upstream_conn_set_deadline(q->conn, q->deadline);
-    return 0;
+    /* Priority: the reconciler never waits behind proxied WebUI traffic for a connection. Every step
+     * within the call's one deadline (UPSTREAM_TIMEOUT), so that a trickling answer cannot hold the
+     * reconciler (and /sync) for as long as it trickles. Reading and setting a port can be repeated;
+     * a login cannot: a wrong password would count twice. */
+    return apicall_start(&q->call, UPSTREAM_PRIORITY, step != STEP_LOGIN, q->deadline);
 }
 
 /* The next step of a call in progress; a failure to start it ends the call. */
@@ -275,7 +266,7 @@ static int start(struct qbt *q, enum step op, qbt_cb cb, void *ctx)
     if (q->busy)
         return UV_EBUSY;
     q->busy = true;
-    q->relogged = q->retried = false;
+    q->relogged = false;
     q->op = op;
     q->cb = cb;
     q->ctx = ctx;
@@ -344,43 +335,31 @@ static void finish(struct qbt *q, enum qbt_result result, int port, const char *
     if (!q->busy)
         return;
     q->busy = false;
-    q->conn = NULL;
     q->cb(q->ctx, result, port, detail);
 }
 
 /* ---- upstream events ---- */
 
-static void on_connect(void *ctx, struct upstream_conn *c, const struct upstream_failure *f)
+/* Every attempt of a step, a retry included: the request as it must be now. */
+static int write_request(void *ctx, struct upstream_conn *c)
 {
     struct qbt *q = ctx;
-    q->conn = c;
-    if (f) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "cannot connect to qBittorrent at %s: %s", q->cfg->qbit.authority,
-                 f->reason);
-        finish(q, f->err == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
-        return;
-    }
-    if (upstream_conn_local_addr(q->conn, q->local_addr, sizeof q->local_addr) != 0)
+    q->new_cookie[0] = '\0';
+    q->saw_cookie = false;
+    if (upstream_conn_local_addr(c, q->local_addr, sizeof q->local_addr) != 0)
         q->local_addr[0] = '\0';
     int rc = build_request(q);
     if (rc == 0)
-        rc = upstream_conn_write(q->conn, q->req.data, q->req.len);
+        rc = upstream_conn_write(c, q->req.data, q->req.len);
     if (q->req.data)
         explicit_bzero(q->req.data, q->req.len);
-    if (rc != 0) {
-        upstream_conn_abort(q->conn);
-        finish(q, QBT_UNREACHABLE, -1, "cannot send a request to qBittorrent");
-        return;
-    }
-    upstream_conn_request_done(q->conn);
+    return rc;
 }
 
 static void on_head(void *ctx, const struct upstream_response *r)
 {
     struct qbt *q = ctx;
     const struct http_head *head = r->head;
-    q->status = r->status;
     /* The session cookie is the one qBittorrent sets at login, whatever it is called. */
     for (unsigned i = 0; i < head->count && !q->new_cookie[0]; i++) {
         if (http_header_is(head, i, "set-cookie")) {
@@ -391,24 +370,14 @@ static void on_head(void *ctx, const struct upstream_response *r)
     }
 }
 
-static void on_body(void *ctx, const char *data, size_t len)
-{
-    struct qbt *q = ctx;
-    if (buf_append(&q->resp, data, len) != 0) {
-        upstream_conn_abort(q->conn);
-        finish(q, QBT_BAD_RESPONSE, -1, "qBittorrent's answer is larger than 4 MiB");
-    }
-}
-
-static void on_end(void *ctx)
+static void on_answer(void *ctx, int status, const char *body, size_t len)
 {
     struct qbt *q = ctx;
     char msg[512];
-    upstream_conn_release(q->conn, 1);
-    q->conn = NULL;
+    q->status = status;
 
     if (q->step == STEP_LOGIN) {
-        enum qbt_result r = qbt_login_result(q->status, q->resp.data ? q->resp.data : "", q->resp.len);
+        enum qbt_result r = qbt_login_result(status, body, len);
         if (r == QBT_OK && !q->new_cookie[0]) {
             snprintf(msg, sizeof msg,
                      q->saw_cookie
@@ -435,7 +404,6 @@ static void on_end(void *ctx)
         }
         snprintf(q->cookie, sizeof q->cookie, "%s", q->new_cookie);
         log_info("logged in to qBittorrent as \"%s\"", q->cfg->qbit_user);
-        q->retried = false;
         next_step(q, q->op);
         return;
     }
@@ -445,7 +413,6 @@ static void on_end(void *ctx)
         if (needs_login(q) && !q->relogged) {
             q->relogged = true;
             q->cookie[0] = '\0';
-            q->retried = false;
             next_step(q, STEP_LOGIN);
             return;
         }
@@ -476,39 +443,48 @@ static void on_end(void *ctx)
         finish(q, QBT_OK, -1, NULL);
         return;
     }
-    if (qbt_parse_prefs(q->resp.data ? q->resp.data : "", q->resp.len, &q->prefs) != 0) {
+    if (qbt_parse_prefs(body, len, &q->prefs) != 0) {
         finish(q, QBT_BAD_RESPONSE, -1, "qBittorrent's preferences have no valid listen_port");
         return;
     }
     finish(q, QBT_OK, q->prefs.listen_port, NULL);
 }
 
-static void on_error(void *ctx, const struct upstream_failure *f)
+static void on_failure(void *ctx, const struct apicall_failure *f)
 {
     struct qbt *q = ctx;
-    q->conn = NULL;
-    /* Reading and setting a port can be repeated; a login cannot: a wrong password would count twice. */
-    if (upstream_may_retry(f, q->step != STEP_LOGIN, q->retried)) {
-        q->retried = true;
-        if (send_step(q, q->step) == 0)
-            return;
-    }
+    const char *at = q->cfg->qbit.authority;
     char msg[512];
-    if (f->err == UV_ETIMEDOUT)
-        /* The connection was made; the answer did not come (or not all of it) in time. */
-        snprintf(msg, sizeof msg, "qBittorrent at %s did not answer within %u s (UPSTREAM_TIMEOUT)",
-                 q->cfg->qbit.authority, q->cfg->upstream_timeout_ms / 1000);
-    else if (f->err == UV_EPROTO)
-        snprintf(msg, sizeof msg, "qBittorrent at %s sent %s", q->cfg->qbit.authority, f->reason);
-    else
-        snprintf(msg, sizeof msg, "qBittorrent at %s: %s", q->cfg->qbit.authority, f->reason);
-    finish(q, f->err == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE, -1, msg);
+    enum qbt_result result = f->err == UV_ETIMEDOUT ? QBT_TIMEOUT : QBT_UNREACHABLE;
+    switch (f->stage) {
+    case APICALL_CONNECT:
+        snprintf(msg, sizeof msg, "cannot connect to qBittorrent at %s: %s", at, f->reason);
+        break;
+    case APICALL_SEND:
+        snprintf(msg, sizeof msg, "cannot send a request to qBittorrent at %s: %s", at, f->reason);
+        break;
+    case APICALL_TOO_LARGE:
+        snprintf(msg, sizeof msg, "qBittorrent's answer is larger than %d MiB", RESPONSE_LIMIT >> 20);
+        result = QBT_BAD_RESPONSE;
+        break;
+    case APICALL_EXCHANGE:
+    default:
+        if (f->err == UV_ETIMEDOUT)
+            /* The connection was made; the answer did not come (or not all of it) in time. */
+            snprintf(msg, sizeof msg, "qBittorrent at %s did not answer within %u s (UPSTREAM_TIMEOUT)", at,
+                     q->cfg->upstream_timeout_ms / 1000);
+        else if (f->err == UV_EPROTO)
+            snprintf(msg, sizeof msg, "qBittorrent at %s sent %s", at, f->reason);
+        else
+            snprintf(msg, sizeof msg, "qBittorrent at %s: %s", at, f->reason);
+        break;
+    }
+    finish(q, result, -1, msg);
 }
 
-static const struct upstream_handler handler = {
-    .on_connect = on_connect,
+static const struct apicall_ops ops = {
+    .write_request = write_request,
     .on_head = on_head,
-    .on_body = on_body,
-    .on_end = on_end,
-    .on_error = on_error,
+    .on_answer = on_answer,
+    .on_failure = on_failure,
 };

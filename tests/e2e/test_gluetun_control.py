@@ -371,6 +371,20 @@ def test_garbage_keeps_the_last_port(qbt, sidecar, tmp_path, gluetun, garbage):
     assert status == 200 and body["desired_port"] == g.ports[0], body
 
 
+def test_an_answer_over_64_kib_is_refused_by_name_and_the_last_port_stays(qbt, sidecar, tmp_path, gluetun):
+    """Gluetun's answer is a few bytes; one over 64 KiB (valid JSON, padded) is not read to the end."""
+    port = free_port()
+    g = gluetun(version="3.41.2", ports=[port])
+    q, sc = start(qbt, sidecar, tmp_path, g)
+    wait_port(q, sc, port)
+    settle(sc, port)
+    g.garbage = '{"port":' + " " * 70000 + str(free_port()) + "}"
+    status, body, _ = sync_call(sc)
+    assert status == 502, body
+    assert "sent more than 64 KiB for GET /v1/portforward" in body["message"], body
+    assert q.listen_port() == port
+
+
 # --------------------------------------------------------------------------- the file leads
 
 
