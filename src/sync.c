@@ -554,8 +554,11 @@ int sync_start(struct sync *s)
     int rc = watcher_start(s->loop, s->cfg->port_file, on_file, s, &s->watcher);
     if (rc != 0)
         return rc;
-    /* Start-up never waits for qBittorrent: this only starts the first run. */
-    run(s);
+    /* Start-up never waits for qBittorrent: this only starts the first run, unless reading the file
+     * (a port in it) already did. Asking again would queue a second run right behind the first, and
+     * /readyz would turn ready while that one is still on its way. */
+    if (!s->running)
+        run(s);
     return 0;
 }
 

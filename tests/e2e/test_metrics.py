@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import has_ipv6_loopback, wait_until
+from conftest import has_ipv6_loopback, port_file, wait_until
 from prom_exposition import CONTENT_TYPE, ExpositionError, get, parse_exposition, scrape
 from proxy_rig import exchange, proxy, upstream  # noqa: F401  (pytest fixtures)
 from qbt_rig import qbt, sidecar, wait_for  # noqa: F401  (pytest fixtures)
@@ -347,6 +347,20 @@ def test_sync_failure_auth_failed_counted_once(qbt, sidecar):
     assert e.value(P + "sync_attempts_total") == 1
     assert e.value(P + "sync_successes_total") == 0
     assert e.value(P + "applied_port") == 0
+
+
+def test_start_up_with_a_port_file_makes_one_run(qbt, sidecar, tmp_path):
+    """Reading the port file at start-up starts the first run; start-up itself asks for no second
+    one behind it (which would still be on its way, a request on the wire, once /readyz is ready)."""
+    q = qbt(local_host_auth=False)
+    path = port_file(tmp_path, q.initial_listen_port)  # already qBittorrent's: one run says so
+    sc = sidecar(q, PORT_FILE=path, RESYNC_INTERVAL=0)
+    e = wait_for(lambda: (lambda x: x if x.value(P + "sync_successes_total") >= 1
+                          else None)(scrape("127.0.0.1", sc.port)), TIMEOUT, interval=0.05,
+                 message=lambda: f"the first run never succeeded; log:\n{sc.log()}")
+    # A second run would have started as the first one ended, before this scrape.
+    assert e.value(P + "sync_attempts_total") == 1
+    assert e.value(P + "applied_port") == q.initial_listen_port
 
 
 # --------------------------------------------------------------------------- upstream errors
