@@ -152,7 +152,8 @@ def test_trust_restored_at_the_next_recheck(qbt, sidecar, how):
         q.set_webui_conf("ReverseProxySupportEnabled", "false")
         q.set_webui_conf("TrustedReverseProxiesList", "")
         q.start()
-    assert proxy_prefs(q) == (False, "")
+    # Not checked here that the trust is gone: the re-check may restore it any moment. The second
+    # change logged below says it was gone and came back.
     wait_trusted(q, "127.0.0.1", sc.log)
     wait_for(lambda: len(lines_with(sc.log(), TRUST_LOG)) == 2, TIMEOUT, interval=0.05,
              message=lambda: f"the second change was not logged:\n{sc.log()}")
