@@ -37,11 +37,6 @@ int apicall_start(struct apicall *a, unsigned flags, bool repeatable, uint64_t d
     return attempt(a);
 }
 
-bool apicall_busy(const struct apicall *a)
-{
-    return a->conn != NULL;
-}
-
 void apicall_abort(struct apicall *a)
 {
     if (a->conn)
@@ -96,7 +91,7 @@ static void on_body(void *ctx, const char *data, size_t len)
     int rc = buf_append(&a->body, data, len);
     if (rc != 0) {
         upstream_conn_abort(a->conn);
-        fail(a, rc == -E2BIG ? APICALL_TOO_LARGE : APICALL_EXCHANGE, rc, NULL);
+        fail(a, rc == -E2BIG ? APICALL_TOO_LARGE : APICALL_NO_MEMORY, rc, NULL);
     }
 }
 
@@ -114,8 +109,10 @@ static void on_error(void *ctx, const struct upstream_failure *f)
     a->conn = NULL;
     if (upstream_may_retry(f, a->repeatable, a->retried)) {
         a->retried = true;
-        if (attempt(a) == 0)
-            return;
+        int rc = attempt(a);
+        if (rc != 0)
+            fail(a, APICALL_NO_MEMORY, rc, NULL);
+        return;
     }
     fail(a, APICALL_EXCHANGE, f->err, f->reason);
 }

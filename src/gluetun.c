@@ -217,6 +217,9 @@ static void ask(struct gluetun *g)
     if (g->stopped)
         return;
     if (g->report_oom) {
+        /* Reported from the loop (the timer), never inside gluetun_ask or gluetun_poll. */
+        if (uv_is_active((uv_handle_t *)&g->timer))
+            return;
         g->report_oom = false;
         fail(g, "out of memory for a request to Gluetun's control server");
         return;
@@ -368,6 +371,8 @@ static void on_failure(void *ctx, const struct apicall_failure *f)
         fail(g, "cannot connect to Gluetun's control server at %s: %s", at, f->reason);
     else if (f->stage == APICALL_SEND)
         fail(g, "cannot send a request to Gluetun's control server at %s: %s", at, f->reason);
+    else if (f->stage == APICALL_NO_MEMORY)
+        fail(g, "out of memory for a request to Gluetun's control server");
     else if (f->stage == APICALL_TOO_LARGE)
         fail(g, "Gluetun's control server sent more than %d KiB for GET %s; not the forwarded port",
              RESPONSE_LIMIT >> 10, route(g));

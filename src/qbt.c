@@ -467,6 +467,9 @@ static void on_failure(void *ctx, const struct apicall_failure *f)
         snprintf(msg, sizeof msg, "qBittorrent's answer is larger than %d MiB", RESPONSE_LIMIT >> 20);
         result = QBT_BAD_RESPONSE;
         break;
+    case APICALL_NO_MEMORY:
+        snprintf(msg, sizeof msg, "out of memory for a qBittorrent API call");
+        break;
     case APICALL_EXCHANGE:
     default:
         if (f->err == UV_ETIMEDOUT)

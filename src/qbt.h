@@ -34,14 +34,14 @@ void qbt_free(struct qbt *q);
 /* With port >= 0 the result of a read, else -1; detail explains a failure. */
 typedef void (*qbt_cb)(void *ctx, enum qbt_result result, int port, const char *detail);
 
-/* Reads qBittorrent's listen_port. Returns 0, or UV_EBUSY while another call runs. */
+/* Reads qBittorrent's listen_port. Returns 0, UV_EBUSY while another call runs, or UV_ENOMEM. */
 int qbt_get_port(struct qbt *q, qbt_cb cb, void *ctx);
 
-/* Sets listen_port (1..65535 only). Returns 0, UV_EINVAL or UV_EBUSY. */
+/* Sets listen_port (1..65535 only). Returns 0, UV_EINVAL, UV_EBUSY or UV_ENOMEM. */
 int qbt_set_port(struct qbt *q, uint16_t port, qbt_cb cb, void *ctx);
 
-/* Asks qBittorrent to announce every torrent to its trackers now (after a port change). Returns 0 or
- * UV_EBUSY. */
+/* Asks qBittorrent to announce every torrent to its trackers now (after a port change). Returns 0,
+ * UV_EBUSY or UV_ENOMEM. */
 int qbt_reannounce(struct qbt *q, qbt_cb cb, void *ctx);
 
 /* The preferences besides listen_port that the sidecar looks at. */
@@ -63,7 +63,8 @@ const struct qbt_prefs *qbt_prefs(const struct qbt *q);
  * unknown. */
 const char *qbt_local_addr(const struct qbt *q);
 
-/* Makes qBittorrent trust proxy_addr: turns reverse-proxy support on and sets the trusted list to list. */
+/* Makes qBittorrent trust proxy_addr: turns reverse-proxy support on and sets the trusted list to list.
+ * Returns 0, UV_EBUSY or UV_ENOMEM. */
 int qbt_set_trusted_proxies(struct qbt *q, const char *list, qbt_cb cb, void *ctx);
 
 /* Aborts the call in flight, if any; its callback does not run. */
