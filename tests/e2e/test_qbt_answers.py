@@ -103,7 +103,7 @@ def test_trickling_answer_times_out_as_a_whole(proxy, upstream, tmp_path, where)
     trickles = []
     port = {"now": 6881, "trickle": True}
 
-    def own(r, conn):
+    def trickle(r, conn):
         if r.target.startswith("/api/v2/app/preferences") and port["trickle"]:
             split = 0 if where == "head" else PREFS_RESPONSE.index(b"\r\n\r\n") + 4
             t = Trickle(PREFS_RESPONSE[split:])
@@ -111,15 +111,9 @@ def test_trickling_answer_times_out_as_a_whole(proxy, upstream, tmp_path, where)
             if split:
                 return RawThen(PREFS_RESPONSE[:split], t)
             return t
-        if r.target.startswith("/api/v2/app/preferences"):
-            body = PREFS.replace(b"6881", str(port["now"]).encode())
-            return Reply(200, [("content-type", "application/json")], body)
-        if r.target.startswith("/api/v2/app/setPreferences"):
-            form = dict(urllib.parse.parse_qsl(r.body.decode()))
-            port["now"] = json.loads(form["json"])["listen_port"]
-        return Reply(200, [], b"")
+        return None
 
-    upstream.own_handler = own
+    upstream.own_handler = answers_prefs(port, trickle)
     path = port_file(tmp_path, 40301)
     d = proxy(PORT_FILE=path, UPSTREAM_TIMEOUT=2, RESYNC_INTERVAL=0, QBIT_TRUST_PROXY="false")
     status, body, took = sync(d)
