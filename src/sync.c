@@ -64,6 +64,14 @@ struct sync {
     struct sync_waiter *waiters;
 };
 
+/*
+ * The longest time the source may say "no port" within one rewrite of the file rather than a new
+ * forwarding session: Gluetun truncates the file, then writes it, and a loaded machine can stall a
+ * writer in between for more than the settle time. A VPN reconnect, the case that re-binds, keeps
+ * the file empty for seconds (the tunnel, then the provider's port request).
+ */
+#define REWRITE_GAP_MS 500
+
 static void run(struct sync *s);
 static void on_qbt(void *ctx, enum qbt_result result, int port, const char *detail);
 
@@ -422,7 +430,7 @@ static void source_port(struct sync *s, uint16_t port)
 {
     uint64_t now = uv_now(s->loop);
     /* A port after a gap longer than one in-place rewrite means a new forwarding session. */
-    bool reconnect = s->gone_since && now - s->gone_since > WATCHER_SETTLE_MS;
+    bool reconnect = s->gone_since && now - s->gone_since > REWRITE_GAP_MS;
     bool changed = !s->have_port || port != s->desired;
     if (reconnect && s->cfg->rebind_on_reconnect && s->ran)
         s->rebind_pending = true;

@@ -246,6 +246,29 @@ def test_in_place_rewrite_of_same_port_is_not_a_reconnect(qbt, sidecar, tmp_path
     assert "re-binding" not in sc.log()
 
 
+def test_a_writer_stalled_between_truncate_and_write_is_not_a_reconnect(qbt, sidecar, tmp_path):
+    """A loaded machine can stall Gluetun between its truncate and its write: the sidecar reads the
+    empty file meanwhile (and says so), yet the same port back a moment later is still one rewrite,
+    not a forwarding restart: no re-bind."""
+    q, sc, path, port = start_in_sync(qbt, sidecar, tmp_path)
+    since = len(q.log_barrier())
+    empties = sc.log().count("port file is empty")
+    announced = sc.log().count(f"forwarded port is {port}")
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        wait_sidecar_log(sc, "port file is empty", count=empties + 1)  # it read the file empty
+        os.write(fd, str(port).encode())
+    finally:
+        os.close(fd)
+    wait_sidecar_log(sc, f"forwarded port is {port}", count=announced + 1)
+    status, body, _ = sync_call(sc)
+    assert status == 200 and body["outcome"] == "in_sync", body
+    q.log_barrier()
+    logged = listen_ports_logged(q, since)
+    assert logged == [], f"qBittorrent re-bound after a stalled rewrite of the same port: {logged}\n{sc.log()}"
+    assert "re-binding" not in sc.log()
+
+
 # --------------------------------------------------------------------------- authentication
 
 
@@ -655,7 +678,7 @@ def test_startup_never_waits_for_a_hung_qbittorrent(sidecar, tmp_path, silent_se
 # --------------------------------------------------------------------------- re-bind on reconnect
 
 
-def vpn_reconnect(path, sc, port, down_for=0.6):
+def vpn_reconnect(path, sc, port, down_for=1.5):
     """Gluetun 3.41 on a VPN reconnect: the file is emptied, stays empty, then gets the port again."""
     empties = sc.log().count("port file is empty")
     write_in_place(path, "")
@@ -696,7 +719,7 @@ def test_rebind_after_file_deleted_and_recreated(qbt, sidecar, tmp_path):
     since = len(q.log_barrier())
     path.unlink()
     wait_sidecar_log(sc, "port file is missing")
-    time.sleep(0.6)  # the VPN is down this long: part of the scenario
+    time.sleep(1.5)  # the VPN is down this long: part of the scenario
     write_in_place(path, str(port))
     wait_for(
         lambda: listen_ports_logged(q, since)[-1:] == [port] and len(listen_ports_logged(q, since)) >= 2,
