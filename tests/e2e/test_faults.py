@@ -687,7 +687,7 @@ def test_changes_written_while_qbt_is_down_do_not_delay_the_reapply(qbt, sidecar
             empties = sc.log().count("port file is empty")
             write_in_place(path, "")
             wait_for(lambda: sc.log().count("port file is empty") > empties, APPLY_TIMEOUT, interval=0.005)
-            time.sleep(0.05)  # the VPN is down this long: part of the scenario
+            time.sleep(0.6)  # the VPN is down this long (a reconnect: over 500 ms): part of the scenario
             write_in_place(path, str(p0))
             time.sleep(0.03)  # an unchanged port logs nothing: give the watcher its 10 ms to read it
     since = len(q.log_text())
