@@ -474,7 +474,9 @@ def test_garbage_is_ignored_logged_once_then_valid_port_applied(qbt, sidecar, tm
     status, body, _ = sync_call(sc)
     assert status == 422, body
     assert body["file"] == "invalid", body
-    write_in_place(path, "hello")  # the same garbage again: not logged again
+    # The same garbage again: not logged again. Renamed into place, so that no empty moment (a stalled
+    # in-place writer) comes between the two, which would rightly make it news again.
+    write_atomic(path, "hello")
     status, body, _ = sync_call(sc)
     assert status == 422 and body["file"] == "invalid", body
     assert q.listen_port() == port
