@@ -238,11 +238,16 @@ def test_in_place_rewrite_of_same_port_is_not_a_reconnect(qbt, sidecar, tmp_path
     since = len(q.log_barrier())
     for _ in range(5):
         write_in_place(path, str(port))
+    assert_in_sync_not_rebound(q, sc, since, "an in-place rewrite of the same port")
+
+
+def assert_in_sync_not_rebound(q, sc, since, after):
+    """/sync says in sync, and qBittorrent has listened on no other port since the log offset since."""
     status, body, _ = sync_call(sc)
     assert status == 200 and body["outcome"] == "in_sync", body
     q.log_barrier()
     logged = listen_ports_logged(q, since)
-    assert logged == [], f"qBittorrent re-bound on an in-place rewrite of the same port: {logged}\n{sc.log()}"
+    assert logged == [], f"qBittorrent re-bound after {after}: {logged}\n{sc.log()}"
     assert "re-binding" not in sc.log()
 
 
@@ -261,12 +266,7 @@ def test_a_writer_stalled_between_truncate_and_write_is_not_a_reconnect(qbt, sid
     finally:
         os.close(fd)
     wait_sidecar_log(sc, f"forwarded port is {port}", count=announced + 1)
-    status, body, _ = sync_call(sc)
-    assert status == 200 and body["outcome"] == "in_sync", body
-    q.log_barrier()
-    logged = listen_ports_logged(q, since)
-    assert logged == [], f"qBittorrent re-bound after a stalled rewrite of the same port: {logged}\n{sc.log()}"
-    assert "re-binding" not in sc.log()
+    assert_in_sync_not_rebound(q, sc, since, "a stalled rewrite of the same port")
 
 
 # --------------------------------------------------------------------------- authentication
