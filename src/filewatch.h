@@ -13,7 +13,7 @@
 
 #include <uv.h>
 
-/* Debounce after a file event; also the longest gap that still counts as one rewrite. */
+/* Debounce after a file event. */
 #define FILEWATCH_SETTLE_MS 10
 
 /* filewatch_start's flags. */

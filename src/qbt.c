@@ -34,7 +34,6 @@ struct qbt {
     void *ctx;
     struct apicall call;
     struct buf req;
-    int status;
     char new_cookie[COOKIE_MAX];
     bool saw_cookie; /* the answer set a cookie, usable or not */
 };
@@ -374,7 +373,6 @@ static void on_answer(void *ctx, int status, const char *body, size_t len)
 {
     struct qbt *q = ctx;
     char msg[512];
-    q->status = status;
 
     if (q->step == STEP_LOGIN) {
         enum qbt_result r = qbt_login_result(status, body, len);
@@ -384,7 +382,7 @@ static void on_answer(void *ctx, int status, const char *body, size_t len)
                          ? "qBittorrent accepted the login, but its session cookie cannot be sent back "
                            "(longer than %d bytes, or with a blank, control byte or quote in it)"
                          : "qBittorrent accepted the login (HTTP %d) but set no session cookie",
-                     q->saw_cookie ? COOKIE_MAX - 1 : q->status);
+                     q->saw_cookie ? COOKIE_MAX - 1 : status);
             finish(q, QBT_BAD_RESPONSE, -1, msg);
             return;
         }
@@ -398,7 +396,7 @@ static void on_answer(void *ctx, int status, const char *body, size_t len)
                          "qBittorrent has banned this address after failed logins (HTTP 403); "
                          "it lifts the ban after its ban time (1 hour by default)");
             else
-                snprintf(msg, sizeof msg, "unexpected answer to the login: HTTP %d", q->status);
+                snprintf(msg, sizeof msg, "unexpected answer to the login: HTTP %d", status);
             finish(q, r, -1, msg);
             return;
         }
@@ -408,7 +406,7 @@ static void on_answer(void *ctx, int status, const char *body, size_t len)
         return;
     }
 
-    if (q->status == 403 || q->status == 401) {
+    if (status == 403 || status == 401) {
         /* The session expired (qBittorrent restarted): log in again, once per call. */
         if (needs_login(q) && !q->relogged) {
             q->relogged = true;
@@ -418,20 +416,20 @@ static void on_answer(void *ctx, int status, const char *body, size_t len)
         }
         if (q->cfg->qbit_api_key)
             snprintf(msg, sizeof msg, "qBittorrent refused the API key (HTTP %d): check QBIT_API_KEY",
-                     q->status);
+                     status);
         else if (needs_login(q))
             snprintf(msg, sizeof msg, "qBittorrent refused the session right after a login (HTTP %d)",
-                     q->status);
+                     status);
         else
             snprintf(msg, sizeof msg,
                      "qBittorrent requires a login (HTTP %d): set QBIT_USER and QBIT_PASS (or QBIT_API_KEY), "
                      "or enable \"Bypass authentication for clients on localhost\"",
-                     q->status);
+                     status);
         finish(q, QBT_AUTH_FAILED, -1, msg);
         return;
     }
-    if (q->status < 200 || q->status > 299) {
-        snprintf(msg, sizeof msg, "unexpected answer from qBittorrent: HTTP %d", q->status);
+    if (status < 200 || status > 299) {
+        snprintf(msg, sizeof msg, "unexpected answer from qBittorrent: HTTP %d", status);
         finish(q, QBT_BAD_RESPONSE, -1, msg);
         return;
     }

@@ -15,9 +15,6 @@
 
 #include "filewatch.h"
 
-/* Debounce after a file event; also the longest gap that still counts as one rewrite. */
-#define WATCHER_SETTLE_MS FILEWATCH_SETTLE_MS
-
 enum watcher_state {
     WATCH_PORT,       /* the file holds a valid port */
     WATCH_EMPTY,      /* the file is empty: forwarding is down (Gluetun 3.41+) */

@@ -169,6 +169,12 @@ def localhost_families():
         return set()
 
 
+def skip_unless_localhost_is_ipv4():
+    """Skips the test where "localhost" does not resolve to 127.0.0.1."""
+    if socket.AF_INET not in localhost_families():
+        pytest.skip("localhost does not resolve to 127.0.0.1 here")
+
+
 def connection_refused(host, port):
     """True when a connect to host:port is actively refused (nothing listens)."""
     s = socket.socket(family_of(host), socket.SOCK_STREAM)

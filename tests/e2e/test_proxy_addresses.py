@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from conftest import has_ipv6_loopback, localhost_families
+from conftest import has_ipv6_loopback, localhost_families, skip_unless_localhost_is_ipv4
 from proxy_rig import (  # noqa: F401  (fixtures are used by name)
     exchange,
     new_upstream,
@@ -25,8 +25,7 @@ def upstream6():
 
 
 def test_qbit_addr_localhost_name(proxy, upstream):
-    if socket.AF_INET not in localhost_families():
-        pytest.skip("localhost does not resolve to 127.0.0.1 here")
+    skip_unless_localhost_is_ipv4()
     d = proxy(qbit_addr=f"http://localhost:{upstream.port}")
     r = exchange(d, "GET", "/api/v2/app/version")
     assert r.status == 200, r

@@ -7,13 +7,12 @@ QBIT_TLS_INSECURE=true trusts anything, with a warning. A certificate that does 
 refused before any request is sent, in words that say what to change, in the log and in /sync.
 """
 
-import socket
 import ssl
 
 import pytest
 import requests
 
-from conftest import localhost_families, server_side_connections
+from conftest import server_side_connections, skip_unless_localhost_is_ipv4
 from proxy_rig import (  # noqa: F401  (proxy is a fixture, used by name)
     SANITIZED,
     BodySink,
@@ -63,8 +62,7 @@ def test_port_sync_over_https_with_qbit_ca_file(qbt, sidecar, pki, tmp_path):
 def test_port_sync_checks_the_name_with_sni(qbt, sidecar, pki, tmp_path):
     """QBIT_ADDR names a host (localhost): the certificate must be for that name, and the name goes out
     as SNI. qBittorrent listens on 127.0.0.1 only, so the connect also walks past ::1."""
-    if socket.AF_INET not in localhost_families():
-        pytest.skip("localhost does not resolve to 127.0.0.1 here")
+    skip_unless_localhost_is_ipv4()
     q = qbt(https=pki.issue("qbt", sans=["DNS:localhost"]), ca=pki.cert)
     sc = sidecar(q, QBIT_ADDR=f"https://localhost:{q.webui_port}", **login_env(q))
     (tmp_path / "sidecar" / "forwarded_port").write_text("40124\n")
@@ -169,8 +167,7 @@ def upstream(pki):
 
 
 def test_sni_names_the_host_and_is_left_out_for_an_address(proxy, upstream, pki):
-    if socket.AF_INET not in localhost_families():
-        pytest.skip("localhost does not resolve to 127.0.0.1 here")
+    skip_unless_localhost_is_ipv4()
     by_name = proxy(qbit_addr=f"https://localhost:{upstream.port}", QBIT_CA_FILE=pki.cert)
     assert exchange(by_name, "GET", "/by-name").status == 200
     assert upstream.conn_of("/by-name").sni == "localhost"
